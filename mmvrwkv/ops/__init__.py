@@ -1,0 +1,8 @@
+"""Operators of mmvrwkv. Import needs only torch."""
+from ._ext import ext_available, ext_has_cuda
+from .bi_wkv import BACKENDS, available_backends, bi_wkv
+from .bi_wkv_reference import bi_wkv_reference
+from .bi_wkv_torch import bi_wkv_torch
+
+__all__ = ['bi_wkv', 'bi_wkv_torch', 'bi_wkv_reference', 'available_backends', 'BACKENDS',
+           'ext_available', 'ext_has_cuda']

@@ -1,0 +1,122 @@
+"""Public Bi-WKV op: input checks and backend choice.
+
+Backends compute the same function (DESIGN.md section 3):
+
+* ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16/fp64 in and out, fp32 math);
+* ``'cpu'``: compiled CPU kernel (SIMD over channels, torch's thread pool);
+* ``'torch'``: portable O(T) pure PyTorch (tracing, ONNX export, FLOP counting, no extension);
+* ``'reference'``: O(T^2) float64 summation (tests only; returns k's dtype here).
+
+``'auto'`` picks the compiled kernel for the tensors' device when it is built, and ``'torch'``
+while tracing/scripting/exporting or without the extension. Under ``torch.compile`` the
+compiled kernels are seen as the custom op ``torch.ops.mmvrwkv.bi_wkv_forward`` (with a fake
+implementation), so no graph break is needed.
+"""
+from typing import Optional
+
+import torch
+
+from ._ext import ext_available, ext_has_cuda, ext_load_error
+from .bi_wkv_reference import bi_wkv_reference
+from .bi_wkv_torch import bi_wkv_torch
+
+BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
+# Tokens per chunk of the compiled kernels (CUDA allows at most 32).
+DEFAULT_CHUNK_LEN = {'cuda': 16, 'cpu': 128}
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def available_backends() -> tuple:
+    """Backends usable in this process, best first."""
+    names = []
+    if ext_has_cuda() and torch.cuda.is_available():
+        names.append('cuda')
+    if ext_available():
+        names.append('cpu')
+    return tuple(names) + ('torch', 'reference')
+
+
+def _check(w, u, k, v) -> None:
+    for name, x in (('w', w), ('u', u), ('k', k), ('v', v)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'bi_wkv: {name} must be a torch.Tensor, got {type(x).__name__}')
+        if x.dtype not in _FLOATS:
+            raise TypeError(f'bi_wkv: {name} must be a floating-point tensor '
+                            f'(float16, bfloat16, float32 or float64), got {x.dtype}')
+    if k.dim() != 3:
+        raise ValueError(f'bi_wkv: k must have shape [B, T, C], got {tuple(k.shape)}')
+    if v.shape != k.shape:
+        raise ValueError(f'bi_wkv: v must have the shape of k {tuple(k.shape)}, got {tuple(v.shape)}')
+    if v.dtype != k.dtype:
+        raise TypeError(f'bi_wkv: v must have the dtype of k ({k.dtype}), got {v.dtype}')
+    C = k.shape[2]
+    for name, x in (('w', w), ('u', u)):
+        if x.shape != (C,):
+            raise ValueError(f'bi_wkv: {name} must have shape [C] = ({C},), got {tuple(x.shape)}')
+    for name, x in (('w', w), ('u', u), ('v', v)):
+        if x.device != k.device:
+            raise ValueError(f'bi_wkv: {name} is on {x.device} but k is on {k.device}; '
+                             'all inputs must be on one device')
+
+
+def _resolve(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f'bi_wkv: backend must be one of {BACKENDS}, got {backend!r}')
+    if backend == 'auto':
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or _exporting():
+            return 'torch'
+        if device.type == 'cuda' and ext_has_cuda():
+            return 'cuda'
+        if device.type == 'cpu' and ext_available():
+            return 'cpu'
+        return 'torch'
+    if backend in ('cuda', 'cpu'):
+        if not ext_available():
+            raise RuntimeError(f'bi_wkv: backend {backend!r} needs the compiled extension '
+                               f'mmvrwkv._ext, which failed to load: {ext_load_error()}')
+        if backend == 'cuda' and not ext_has_cuda():
+            raise RuntimeError("bi_wkv: backend 'cuda' requested but mmvrwkv._ext was built "
+                               'without CUDA (reinstall with nvcc available, MMVRWKV_WITH_CUDA=1)')
+        if device.type != backend:
+            raise ValueError(f'bi_wkv: backend {backend!r} needs {backend} tensors, got tensors on {device}')
+    return backend
+
+
+def _exporting() -> bool:
+    onnx = getattr(torch, 'onnx', None)
+    return bool(onnx is not None and hasattr(onnx, 'is_in_onnx_export') and onnx.is_in_onnx_export())
+
+
+def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+           backend: str = 'auto', causal: bool = False,
+           chunk_len: Optional[int] = None) -> torch.Tensor:
+    """Bidirectional WKV attention (Vision-RWKV, DESIGN.md section 3).
+
+    Args:
+        w: decay ``[C]``, already divided by the token count T (``spatial_decay / T``).
+        u: bonus ``[C]``, already divided by T (``spatial_first / T``).
+        k: keys ``[B, T, C]``.
+        v: values ``[B, T, C]``, same dtype and device as k.
+        backend: 'auto' | 'cuda' | 'cpu' | 'torch' | 'reference'.
+        causal: only tokens before t enter y_t (uni-directional RWKV, for ablations).
+        chunk_len: tokens per chunk of the compiled kernels (tuning/testing; default per device).
+
+    Returns:
+        y ``[B, T, C]`` with k's dtype. Differentiable w.r.t. w, u, k and v.
+    """
+    _check(w, u, k, v)
+    name = _resolve(backend, k.device)
+    if name == 'torch':
+        return bi_wkv_torch(w, u, k, v, causal=causal)
+    if name == 'reference':
+        return bi_wkv_reference(w, u, k, v, causal=causal).to(k.dtype)
+    if not (k.is_contiguous() and v.is_contiguous()):
+        bad = 'k' if not k.is_contiguous() else 'v'
+        raise ValueError(f"bi_wkv: backend {name!r} needs contiguous k and v; {bad} is not "
+                         '(call .contiguous() first)')
+    if chunk_len is None:
+        chunk_len = DEFAULT_CHUNK_LEN[name]
+    if not isinstance(chunk_len, int) or chunk_len < 1 or (name == 'cuda' and chunk_len > 32):
+        raise ValueError(f'bi_wkv: chunk_len must be an int in [1, {32 if name == "cuda" else "inf"}), '
+                         f'got {chunk_len!r}')
+    return torch.ops.mmvrwkv.bi_wkv_forward(w, u, k, v, chunk_len, causal)
