@@ -59,6 +59,10 @@ def default_arch_list(version) -> str:
 def extensions():
     if os.environ.get('MMVRWKV_NO_EXT', '0') == '1':
         return [], {}
+    if not os.environ.get('CUDA_HOME') and os.path.exists('/usr/local/cuda/bin/nvcc'):
+        # torch would otherwise derive CUDA_HOME from `which nvcc`, which may be a wrapper
+        # script outside the toolkit (e.g. /usr/local/bin/nvcc -> wrong include dir).
+        os.environ['CUDA_HOME'] = os.path.realpath('/usr/local/cuda')
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 

@@ -5,8 +5,11 @@
 // kernel, which the CPU tests exercise). fp32/fp16/bf16/fp64 storage, fp32 (fp64) math.
 // gw/gu are written as per-(batch, chunk) partials and summed by a fixed-order reduction,
 // so they are deterministic.
-#include <ATen/cuda/CUDAContext.h>
+// Only c10/cuda headers: ATen/cuda/CUDAContext.h pulls in cuSPARSE/cuBLAS headers, which a
+// bare CUDA toolkit (nvcc + cudart, as on CI) does not have.
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
 #include <vector>
@@ -96,11 +99,11 @@ torch::Tensor bi_wkv_forward_cuda(const torch::Tensor& w, const torch::Tensor& u
                                   const torch::Tensor& k, const torch::Tensor& v,
                                   int64_t chunk_len, bool causal) {
   check_inputs(w, u, k, v, chunk_len, /*cuda=*/true);
-  const at::cuda::CUDAGuard guard(k.device());
+  const c10::cuda::CUDAGuard guard(k.device());
   Dims d = cuda_dims(k, chunk_len, causal);
   auto y = torch::empty_like(k);
   if (k.numel() == 0) return y;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, k.scalar_type(), "bi_wkv_forward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     auto opt = k.options().dtype(c10::CppTypeToScalarType<A>::value);
@@ -129,12 +132,12 @@ std::vector<torch::Tensor> bi_wkv_backward_cuda(const torch::Tensor& w, const to
                                                 bool causal) {
   check_inputs(w, u, k, v, chunk_len, /*cuda=*/true);
   check_grad(gy, k);
-  const at::cuda::CUDAGuard guard(k.device());
+  const c10::cuda::CUDAGuard guard(k.device());
   Dims d = cuda_dims(k, chunk_len, causal);
   auto gk = torch::empty_like(k);
   auto gv = torch::empty_like(v);
   torch::Tensor gw, gu;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, k.scalar_type(), "bi_wkv_backward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     auto opt = k.options().dtype(c10::CppTypeToScalarType<A>::value);

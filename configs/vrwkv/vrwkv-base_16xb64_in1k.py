@@ -1,0 +1,53 @@
+# VRWKV-B, ImageNet-1k from scratch, 224 px, 300 epochs, 16 GPUs x 64 images.
+# Translated from the official mmcls 0.25 config (OpenGVLab/Vision-RWKV,
+# classification/configs/vrwkv/vrwkv_base_16xb64_in1k.py).
+# Official weights: vrwkv_b_in1k_224.pth (HuggingFace OpenGVLab/Vision-RWKV); convert them with
+#   python tools/model_converters/vrwkv2mmvrwkv.py vrwkv_b_in1k_224.pth OUT.pth --arch base
+_base_ = [
+    '../_base_/datasets/imagenet_bs128_vrwkv_224.py',
+    '../_base_/schedules/imagenet_bs1024_adamw_vrwkv.py',
+    '../_base_/default_runtime_vrwkv_cls.py',
+]
+
+# Registers `mmvrwkv.VRWKV`; the default scope stays 'mmpretrain'.
+custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='mmvrwkv.VRWKV',
+        arch='base',  # embed_dims 768, depth 12
+        img_size=224,
+        patch_size=16,
+        drop_path_rate=0.5,
+        init_values=1e-5,
+        post_norm=True,
+        key_norm=False,
+        out_indices=-1,
+        final_norm=True),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=768,
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+        # The classifier-level init_cfg below initialises the head too.
+        init_cfg=None),
+    init_cfg=[
+        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+    ],
+    # Original: BatchMixup(alpha 0.8, prob 0.5) + BatchCutMix(alpha 1.0, prob 0.5): every
+    # batch gets exactly one of the two (= RandomBatchAugment's uniform choice).
+    train_cfg=dict(augments=[
+        dict(type='Mixup', alpha=0.8),
+        dict(type='CutMix', alpha=1.0),
+    ]),
+)
+
+# 16 GPUs x 64 images = 1024 per iteration, the batch the lr (1e-3) is set for.
+train_dataloader = dict(batch_size=64)
+val_dataloader = dict(batch_size=64)
+test_dataloader = dict(batch_size=64)
+
+load_from = None

@@ -1,0 +1,95 @@
+"""Channel mixer of Vision-RWKV (the FFN replacement)."""
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .init_modes import channel_positions, check_init_mode, layer_ratios
+from .shift import get_shift_fn
+from .spatial_mix import check_shift_args
+
+
+class ChannelMix(nn.Module):
+    """Channel mixer: token shift, squared-ReLU MLP gated by the receptance.
+
+    ``out = sigmoid(receptance(xr)) * value([key_norm](relu(key(xk))^2))`` with
+    ``xk, xr`` the token-shift-mixed inputs. All Linear layers are bias-free.
+
+    Args:
+        embed_dims: channels C.
+        depth: number of blocks of the backbone (for the 'fancy' init).
+        layer_id: index of this block (for the 'fancy' init).
+        shift_mode: key of :data:`~mmvrwkv.models.layers.shift.SHIFT_FUNCS`.
+        channel_gamma: fraction of the channels per Q-Shift direction (<= 1/4).
+        shift_pixel: shift distance; 0 disables the token shift.
+        hidden_rate: hidden width = ``int(hidden_rate * C)``.
+        init_mode: 'fancy' | 'local' | 'global' initialisation of the mix parameters.
+        key_norm: LayerNorm over the hidden channels after the squared ReLU (stabilises large
+            models).
+    """
+
+    def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
+                 channel_gamma: float = 0.25, shift_pixel: int = 1, hidden_rate: float = 4,
+                 init_mode: str = 'fancy', key_norm: bool = False) -> None:
+        super().__init__()
+        check_shift_args(shift_pixel, channel_gamma)
+        if not isinstance(hidden_rate, (int, float)) or isinstance(hidden_rate, bool) \
+                or int(hidden_rate * embed_dims) < 1:
+            raise ValueError(f'hidden_rate must be a positive number giving at least one hidden '
+                             f'channel, got {hidden_rate!r}')
+        self.embed_dims = embed_dims
+        self.depth = depth
+        self.layer_id = layer_id
+        self.shift_mode = shift_mode
+        self.shift_fn = get_shift_fn(shift_mode)
+        self.shift_pixel = shift_pixel
+        self.channel_gamma = channel_gamma
+        self.init_mode = check_init_mode(init_mode)
+
+        C = embed_dims
+        hidden = int(hidden_rate * C)
+        self.hidden_dims = hidden
+        self.spatial_mix_k = nn.Parameter(torch.empty(1, 1, C))
+        self.spatial_mix_r = nn.Parameter(torch.empty(1, 1, C))
+        self.key = nn.Linear(C, hidden, bias=False)
+        self.key_norm = nn.LayerNorm(hidden) if key_norm else None
+        self.receptance = nn.Linear(C, C, bias=False)
+        self.value = nn.Linear(hidden, C, bias=False)
+        self.reset_mix_parameters()
+
+    @property
+    def with_shift(self) -> bool:
+        """Whether the token shift (and the mix interpolation) is active."""
+        return self.shift_pixel > 0 and self.shift_mode != 'none'
+
+    @torch.no_grad()
+    def reset_mix_parameters(self) -> None:
+        """(Re)initialise the mix coefficients: 'fancy' ``x^r10`` for both (x = h / C),
+        'local' 1 (no shift), 'global' 0.5."""
+        if self.init_mode == 'fancy':
+            _, r10 = layer_ratios(self.layer_id, self.depth)
+            x = channel_positions(self.embed_dims).to(self.spatial_mix_k.device) ** r10
+            self.spatial_mix_k.copy_(x)
+            self.spatial_mix_r.copy_(x)
+        else:
+            value = 1.0 if self.init_mode == 'local' else 0.5
+            self.spatial_mix_k.fill_(value)
+            self.spatial_mix_r.fill_(value)
+
+    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
+        """Mix channels of tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``."""
+        if self.with_shift:
+            xx = self.shift_fn(x, self.shift_pixel, self.channel_gamma, patch_resolution)
+            xk = torch.lerp(xx, x, self.spatial_mix_k.to(x.dtype))
+            xr = torch.lerp(xx, x, self.spatial_mix_r.to(x.dtype))
+        else:
+            xk = xr = x
+        h = torch.square(torch.relu(self.key(xk)))
+        if self.key_norm is not None:
+            h = self.key_norm(h)
+        return torch.sigmoid(self.receptance(xr)) * self.value(h)
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, hidden_dims={self.hidden_dims}, '
+                f'layer_id={self.layer_id}, shift_mode={self.shift_mode!r}, '
+                f'shift_pixel={self.shift_pixel}, init_mode={self.init_mode!r}')

@@ -1,0 +1,36 @@
+"""Shared pieces of the Vision-RWKV mixer initialisation ('fancy', 'local', 'global').
+
+The mixers initialise their own decay, bonus and token-mix parameters in the constructor
+(these are not Linear/LayerNorm weights, so a classifier-level ``init_cfg`` such as
+``TruncNormal(layer='Linear')`` leaves them alone).
+"""
+from typing import Tuple
+
+import torch
+
+#: Valid values of ``init_mode``.
+INIT_MODES = ('fancy', 'local', 'global')
+
+
+def check_init_mode(init_mode: str) -> str:
+    """Return ``init_mode`` if valid, else raise a ValueError listing the valid values."""
+    if init_mode not in INIT_MODES:
+        raise ValueError(f'init_mode must be one of {INIT_MODES}, got {init_mode!r}')
+    return init_mode
+
+
+def layer_ratios(layer_id: int, depth: int) -> Tuple[float, float]:
+    """Depth ratios of the 'fancy' init for layer ``layer_id`` of ``depth`` layers.
+
+    Returns ``(r01, r10)`` with ``r01 = l / (L - 1)`` (0 at the first layer, 1 at the last) and
+    ``r10 = 1 - l / L`` (1 at the first layer, 1/L at the last). For ``depth == 1`` the single
+    layer is treated as the first one (``r01 = 0``) instead of dividing by zero.
+    """
+    r01 = layer_id / (depth - 1) if depth > 1 else 0.0
+    r10 = 1.0 - layer_id / depth
+    return r01, r10
+
+
+def channel_positions(embed_dims: int) -> torch.Tensor:
+    """``x[0, 0, i] = i / C`` for ``i = 0 .. C-1`` (shape ``[1, 1, C]``), float32."""
+    return (torch.arange(embed_dims, dtype=torch.float32) / embed_dims).view(1, 1, embed_dims)

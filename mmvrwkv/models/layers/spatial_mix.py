@@ -1,0 +1,152 @@
+"""Spatial mixer of Vision-RWKV (the attention replacement)."""
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from mmvrwkv.ops import BACKENDS, bi_wkv
+from .init_modes import channel_positions, check_init_mode, layer_ratios
+from .shift import get_shift_fn
+
+#: Valid values of ``attn_direction``.
+ATTN_DIRECTIONS = ('bi', 'uni')
+
+
+def check_attn_direction(attn_direction: str) -> str:
+    """Return ``attn_direction`` if valid, else raise a ValueError listing the valid values."""
+    if attn_direction not in ATTN_DIRECTIONS:
+        raise ValueError(f'attn_direction must be one of {ATTN_DIRECTIONS}, '
+                         f'got {attn_direction!r}')
+    return attn_direction
+
+
+def check_shift_args(shift_pixel: int, channel_gamma: float) -> None:
+    """Validate the token-shift arguments shared by both mixers."""
+    if isinstance(shift_pixel, bool) or not isinstance(shift_pixel, int) or shift_pixel < 0:
+        raise ValueError(f'shift_pixel must be an int >= 0, got {shift_pixel!r}')
+    if not isinstance(channel_gamma, (int, float)) or not 0 < channel_gamma <= 0.25:
+        raise ValueError(f'channel_gamma must be in (0, 1/4] (one share per shift direction), '
+                         f'got {channel_gamma!r}')
+
+
+class SpatialMix(nn.Module):
+    """Token mixer of Vision-RWKV: token shift, then Bi-WKV attention gated by the receptance.
+
+    ``out = output(sigmoid(r) * [key_norm](BiWKV(w, u, k, v)))`` with ``k, v, r`` the key,
+    value and receptance projections of the token-shift-mixed input, and
+    ``w = spatial_decay / T``, ``u = spatial_first / T`` for the token count T of the current
+    input (the paper's scale normalisation: the decay exponent stays bounded at any
+    resolution). All Linear layers are bias-free.
+
+    Args:
+        embed_dims: channels C.
+        depth: number of blocks of the backbone (for the 'fancy' init).
+        layer_id: index of this block (for the 'fancy' init).
+        shift_mode: key of :data:`~mmvrwkv.models.layers.shift.SHIFT_FUNCS`.
+        channel_gamma: fraction of the channels per Q-Shift direction (<= 1/4).
+        shift_pixel: shift distance; 0 disables the token shift.
+        init_mode: 'fancy' | 'local' | 'global' initialisation of decay/bonus/mix parameters.
+        key_norm: LayerNorm on the WKV output before the receptance gate.
+        attn_direction: 'bi' (Bi-WKV, all tokens) or 'uni' (causal, tokens before t only;
+            an ablation of the paper).
+        wkv_backend: backend argument of :func:`mmvrwkv.ops.bi_wkv`.
+    """
+
+    def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
+                 channel_gamma: float = 0.25, shift_pixel: int = 1, init_mode: str = 'fancy',
+                 key_norm: bool = False, attn_direction: str = 'bi',
+                 wkv_backend: str = 'auto') -> None:
+        super().__init__()
+        check_shift_args(shift_pixel, channel_gamma)
+        if wkv_backend not in BACKENDS:
+            raise ValueError(f'wkv_backend must be one of {BACKENDS}, got {wkv_backend!r}')
+        self.embed_dims = embed_dims
+        self.depth = depth
+        self.layer_id = layer_id
+        self.shift_mode = shift_mode
+        self.shift_fn = get_shift_fn(shift_mode)
+        self.shift_pixel = shift_pixel
+        self.channel_gamma = channel_gamma
+        self.init_mode = check_init_mode(init_mode)
+        self.attn_direction = check_attn_direction(attn_direction)
+        self.wkv_backend = wkv_backend
+
+        C = embed_dims
+        self.spatial_decay = nn.Parameter(torch.empty(C))
+        self.spatial_first = nn.Parameter(torch.empty(C))
+        self.spatial_mix_k = nn.Parameter(torch.empty(1, 1, C))
+        self.spatial_mix_v = nn.Parameter(torch.empty(1, 1, C))
+        self.spatial_mix_r = nn.Parameter(torch.empty(1, 1, C))
+        self.key = nn.Linear(C, C, bias=False)
+        self.value = nn.Linear(C, C, bias=False)
+        self.receptance = nn.Linear(C, C, bias=False)
+        self.output = nn.Linear(C, C, bias=False)
+        self.key_norm = nn.LayerNorm(C) if key_norm else None
+        self.reset_mix_parameters()
+
+    @property
+    def with_shift(self) -> bool:
+        """Whether the token shift (and the mix interpolation) is active."""
+        return self.shift_pixel > 0 and self.shift_mode != 'none'
+
+    @torch.no_grad()
+    def reset_mix_parameters(self) -> None:
+        """(Re)initialise decay, bonus and mix coefficients according to ``init_mode``.
+
+        'fancy' (Vision-RWKV default), with l = layer_id, L = depth, h = 0..C-1:
+        ``spatial_decay[h] = -5 + 8 (h / (C-1))^(0.7 + 1.3 r01)``,
+        ``spatial_first[h] = ln 0.3 + 0.5 ((h + 1) mod 3 - 1)``,
+        ``mix_k = x^r10``, ``mix_v = x^r10 + 0.3 r01``, ``mix_r = x^(r10 / 2)`` with x = h / C
+        (see :func:`~mmvrwkv.models.layers.init_modes.layer_ratios`).
+        'local': decay = first = 1, all mix = 1 (no shift at init).
+        'global': decay = first = 0, all mix = 0.5.
+        """
+        C = self.embed_dims
+        if self.init_mode == 'fancy':
+            r01, r10 = layer_ratios(self.layer_id, self.depth)
+            h = torch.arange(C, dtype=torch.float32, device=self.spatial_decay.device)
+            decay = -5 + 8 * (h / max(C - 1, 1)) ** (0.7 + 1.3 * r01)
+            zigzag = ((h + 1) % 3 - 1) * 0.5
+            first = math.log(0.3) + zigzag
+            x = channel_positions(C).to(self.spatial_decay.device)
+            self.spatial_decay.copy_(decay)
+            self.spatial_first.copy_(first)
+            self.spatial_mix_k.copy_(x ** r10)
+            self.spatial_mix_v.copy_(x ** r10 + 0.3 * r01)
+            self.spatial_mix_r.copy_(x ** (0.5 * r10))
+        elif self.init_mode == 'local':
+            for p in (self.spatial_decay, self.spatial_first, self.spatial_mix_k,
+                      self.spatial_mix_v, self.spatial_mix_r):
+                p.fill_(1.0)
+        else:  # 'global'
+            self.spatial_decay.zero_()
+            self.spatial_first.zero_()
+            for p in (self.spatial_mix_k, self.spatial_mix_v, self.spatial_mix_r):
+                p.fill_(0.5)
+
+    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
+        """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``."""
+        T = x.shape[1]
+        if self.with_shift:
+            xx = self.shift_fn(x, self.shift_pixel, self.channel_gamma, patch_resolution)
+            # lerp(xx, x, mu) = x * mu + xx * (1 - mu): mu = 1 keeps the token itself.
+            xk = torch.lerp(xx, x, self.spatial_mix_k.to(x.dtype))
+            xv = torch.lerp(xx, x, self.spatial_mix_v.to(x.dtype))
+            xr = torch.lerp(xx, x, self.spatial_mix_r.to(x.dtype))
+        else:
+            xk = xv = xr = x
+        k = self.key(xk)
+        v = self.value(xv)
+        sr = torch.sigmoid(self.receptance(xr))
+        wkv = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
+                     backend=self.wkv_backend, causal=self.attn_direction == 'uni')
+        if self.key_norm is not None:
+            wkv = self.key_norm(wkv)
+        return self.output(sr * wkv)
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, layer_id={self.layer_id}, '
+                f'shift_mode={self.shift_mode!r}, shift_pixel={self.shift_pixel}, '
+                f'channel_gamma={self.channel_gamma}, init_mode={self.init_mode!r}, '
+                f'attn_direction={self.attn_direction!r}')

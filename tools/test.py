@@ -1,0 +1,60 @@
+"""Evaluate a checkpoint with an mmvrwkv config (mmengine Runner, any task).
+
+Example::
+
+    python tools/test.py configs/demo/vrwkv-tiny-p2_1xb64-30e_digits.py work_dirs/.../epoch_30.pth
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a clone
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description='Test a checkpoint (mmvrwkv)')
+    p.add_argument('config', help='config file path')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--work-dir', help='where the evaluation logs go')
+    p.add_argument('--out', help='also write the metrics to this JSON file')
+    p.add_argument('--amp', action='store_true', help='run the test loop under autocast')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override config entries')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmvrwkv.engine import allow_mmengine_checkpoints
+    allow_mmengine_checkpoints()
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump({k: float(v) if hasattr(v, '__float__') else v for k, v in metrics.items()}, f, indent=2)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
