@@ -19,6 +19,9 @@ $PY -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt
 bash tools/install_mmcv.sh
 # mmcv is already there; the task packages' own requirements are light.
 $PY -m pip install -q -r requirements/mminstall.txt
+# openmim without opendatalab/openxlab (see requirements/mim.txt)
+$PY -m pip install -q -r requirements/mim.txt
+$PY -m pip install -q --no-deps openmim==0.3.9
 # Build mmvrwkv._ext (CPU kernel always, CUDA kernel when torch is a CUDA build and nvcc exists).
 if [ -f setup.py ]; then
   $PY -m pip install -q --no-build-isolation -e . 

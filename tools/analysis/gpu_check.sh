@@ -187,7 +187,7 @@ SUM=$OUT/summary.txt
     if [ -f "$OUT/$b.log" ]; then
       echo
       echo "== $b"
-      grep -vE '^\s*$' "$OUT/$b.log" | grep -vE '^Traceback|^\s+File ' | tail -n 80
+      grep -vE '^\s*$' "$OUT/$b.log" | grep -vE '^Traceback|^\s+File ' | tail -n 140
     fi
   done
   echo

@@ -9,15 +9,15 @@ tensor with learned per-channel weights. Functions are looked up by name in
 
 Signature of every entry: ``fn(x, shift_pixel, channel_gamma, patch_resolution) -> Tensor``.
 """
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
-ShiftFn = Callable[[torch.Tensor, int, float, Sequence[int]], torch.Tensor]
+ShiftFn = Callable[[torch.Tensor, int, float, Optional[Sequence[int]]], torch.Tensor]
 
 
 def q_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
-            patch_resolution: Sequence[int] = None) -> torch.Tensor:
+            patch_resolution: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Quad-directional shift (Q-Shift) of Vision-RWKV.
 
     With ``q = int(C * channel_gamma)`` and ``s = shift_pixel``, every token takes
@@ -61,7 +61,7 @@ def q_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
 
 
 def token_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
-                patch_resolution: Sequence[int] = None) -> torch.Tensor:
+                patch_resolution: Optional[Sequence[int]] = None) -> torch.Tensor:
     """1-D RWKV token shift: every token takes all channels of the token ``shift_pixel``
     positions earlier in raster order (zeros for the first ``shift_pixel`` tokens).
 
@@ -75,7 +75,7 @@ def token_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.
 
 
 def no_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
-             patch_resolution: Sequence[int] = None) -> torch.Tensor:
+             patch_resolution: Optional[Sequence[int]] = None) -> torch.Tensor:
     """No token shift (identity); the mixers then skip the interpolation entirely."""
     return x
 
