@@ -13,7 +13,9 @@ The Bi-WKV op is compiled ahead of time into ``mmvrwkv._ext`` (no JIT at import)
 ``MMVRWKV_NO_EXT=1`` installs the pure-Python package only (the ``torch`` backend still works).
 """
 import os
+import platform
 import re
+import shutil
 import subprocess
 import sys
 
@@ -94,6 +96,40 @@ def extensions():
     return [ext], {'build_ext': BuildExtension}
 
 
+def add_mim_extension():
+    """Put ``configs``, ``tools`` and ``model-index.yml`` into ``mmvrwkv/.mim`` (OpenMMLab
+    style), where ``mim train/test mmvrwkv CFG`` looks for them in the installed package.
+
+    ``setup.py develop`` (a legacy editable install): symlinks to the checkout (copies on
+    Windows). ``sdist`` / ``bdist_wheel`` / ``install`` (``pip install .``): copies. Other
+    commands, including PEP 660 editable installs (``editable_wheel``), leave it alone.
+    """
+    if 'develop' in sys.argv:
+        mode = 'copy' if platform.system() == 'Windows' else 'symlink'
+    elif any(cmd in sys.argv for cmd in ('sdist', 'bdist_wheel', 'install')):
+        mode = 'copy'
+    else:
+        return
+    mim_path = os.path.join(ROOT, 'mmvrwkv', '.mim')
+    os.makedirs(mim_path, exist_ok=True)
+    for name in ('configs', 'tools', 'model-index.yml'):
+        src = os.path.join(ROOT, name)
+        if not os.path.exists(src):  # building from an sdist: .mim is already filled
+            continue
+        dst = os.path.join(mim_path, name)
+        if os.path.islink(dst) or os.path.isfile(dst):
+            os.remove(dst)
+        elif os.path.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(os.path.relpath(src, mim_path), dst)
+        elif os.path.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
 ext_modules, cmdclass = extensions()
 
 setup(
@@ -107,6 +143,8 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
+    # mim's configs/tools copy (see add_mim_extension; MANIFEST.in lists them for the sdist)
+    package_data={'mmvrwkv': ['.mim/model-index.yml', '.mim/configs/**/*', '.mim/tools/**/*']},
     install_requires=read_requirements('runtime.txt'),
     extras_require={
         'tests': read_requirements('tests.txt'),

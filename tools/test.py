@@ -3,6 +3,11 @@
 Example::
 
     python tools/test.py configs/demo/vrwkv-tiny-p2_1xb64-30e_digits.py work_dirs/.../epoch_30.pth
+    tools/dist_test.sh CONFIG CHECKPOINT 8 [args]            # torchrun, --launcher pytorch
+    tools/slurm_test.sh PARTITION JOB CONFIG CHECKPOINT      # srun, --launcher slurm
+
+Distributed runs without a visible GPU use gloo on the CPU, as in tools/train.py
+(``--dist-backend`` / ``MMVRWKV_DIST_BACKEND`` override the backend).
 """
 import argparse
 import json
@@ -11,6 +16,16 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a clone
+
+
+def _train_tool():
+    """tools/train.py next to this file (shares the launcher set-up, also in mmvrwkv/.mim)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        '_mmvrwkv_train_tool', osp.join(osp.dirname(osp.abspath(__file__)), 'train.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override config entries')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--dist-backend', default=os.environ.get('MMVRWKV_DIST_BACKEND') or None,
+                   help='torch.distributed backend (see tools/train.py)')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -48,9 +65,11 @@ def main(argv=None) -> dict:
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+    _train_tool().setup_dist(cfg, args.launcher, args.dist_backend)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    if args.out:
+    from mmengine.dist import is_main_process
+    if args.out and is_main_process():  # one writer under a distributed launcher
         with open(args.out, 'w') as f:
             json.dump({k: float(v) if hasattr(v, '__float__') else v for k, v in metrics.items()}, f, indent=2)
     return metrics

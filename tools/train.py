@@ -9,6 +9,13 @@ Examples::
     python tools/train.py CONFIG --work-dir work_dirs/x --amp --cfg-options train_cfg.max_epochs=1
     python tools/train.py CONFIG --resume              # newest checkpoint of the work dir
     python tools/train.py CONFIG --resume path/to/epoch_3.pth
+    tools/dist_train.sh CONFIG 8 [args]                # torchrun, --launcher pytorch
+    tools/slurm_train.sh PARTITION JOB CONFIG WORK_DIR  # srun, --launcher slurm
+
+Distributed runs without a visible GPU (``CUDA_VISIBLE_DEVICES=`` on a GPU machine) train on
+the CPU: the process group is created here with the ``gloo`` backend and the model is wrapped
+in DDP without device ids. ``--dist-backend`` (or ``MMVRWKV_DIST_BACKEND``) overrides the
+backend (``env_cfg.dist_cfg.backend``) on any device.
 """
 import argparse
 import os
@@ -34,11 +41,82 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='override config entries, e.g. train_cfg.max_epochs=1 model.backbone.with_cp=True')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                    help='job launcher for distributed training')
-    # torch.distributed.launch passes --local_rank, torchrun sets LOCAL_RANK; accept both spellings.
+    p.add_argument('--dist-backend', default=os.environ.get('MMVRWKV_DIST_BACKEND') or None,
+                   help='torch.distributed backend, e.g. nccl or gloo (default: env '
+                   'MMVRWKV_DIST_BACKEND, else the config\'s; gloo when no GPU is visible)')
+    # torch.distributed.launch passes --local-rank (--local_rank before torch 2.0), torchrun
+    # sets LOCAL_RANK; accept both spellings.
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def setup_dist(cfg, launcher: str, backend=None) -> None:
+    """Prepare ``cfg`` for a distributed ``launcher`` (no-op for 'none').
+
+    ``backend`` sets ``env_cfg.dist_cfg.backend``. Without a visible CUDA device, mmengine
+    0.10.7 cannot run DDP: its ``init_dist`` calls ``torch.cuda.set_device`` and its model
+    wrapper passes ``device_ids=[LOCAL_RANK]``. Then the process group is initialised here
+    (backend gloo unless another non-nccl one is asked for; mmengine skips its own init when a
+    group exists) and ``model_wrapper_cfg`` gets ``device_ids=None`` (CPU DDP).
+    """
+    if launcher == 'none':
+        return
+    import torch
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = dict()
+    if cfg.env_cfg.get('dist_cfg') is None:
+        cfg.env_cfg.dist_cfg = dict(backend='nccl')
+    dist_cfg = cfg.env_cfg.dist_cfg
+    if backend:
+        dist_cfg.backend = backend
+    if torch.cuda.is_available():
+        return
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg.backend = 'gloo'
+    _init_cpu_process_group(launcher, dict(dist_cfg))
+    from mmengine.registry import MODEL_WRAPPERS
+    from torch.nn.parallel import DistributedDataParallel
+    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False)))
+    wrapper_type = wrapper.get('type', 'MMDistributedDataParallel')
+    if isinstance(wrapper_type, str):
+        wrapper_type = MODEL_WRAPPERS.get(wrapper_type)
+    if isinstance(wrapper_type, type) and issubclass(wrapper_type, DistributedDataParallel):
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def _init_cpu_process_group(launcher: str, dist_cfg: dict) -> None:
+    """mmengine's ``init_dist`` minus ``torch.cuda.set_device`` (same environment rules)."""
+    import datetime
+    import subprocess
+
+    import torch.distributed as dist
+    if dist.is_initialized():
+        return
+    env = os.environ
+    if launcher == 'slurm':
+        env['RANK'] = env['SLURM_PROCID']
+        env['WORLD_SIZE'] = env['SLURM_NTASKS']
+        env['LOCAL_RANK'] = env.get('SLURM_LOCALID', '0')
+        env.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in env:
+            env['MASTER_ADDR'] = subprocess.getoutput(
+                f"scontrol show hostname {env['SLURM_NODELIST']} | head -n1")
+    elif launcher == 'mpi':
+        env['RANK'] = env['OMPI_COMM_WORLD_RANK']
+        env['WORLD_SIZE'] = env['OMPI_COMM_WORLD_SIZE']
+        env['LOCAL_RANK'] = env['OMPI_COMM_WORLD_LOCAL_RANK']
+        env.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in env:
+            raise KeyError('The environment variable MASTER_ADDR is not set')
+    kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
+    if kwargs.get('timeout') is not None:
+        kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+    dist.init_process_group(backend=dist_cfg.get('backend', 'gloo'), **kwargs)
 
 
 def build_cfg(args: argparse.Namespace):
@@ -81,6 +159,7 @@ def main(argv=None) -> None:
     from mmvrwkv.engine import allow_mmengine_checkpoints
     allow_mmengine_checkpoints()
     cfg = build_cfg(args)
+    setup_dist(cfg, args.launcher, args.dist_backend)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

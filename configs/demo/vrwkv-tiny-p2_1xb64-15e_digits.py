@@ -37,13 +37,13 @@ train_dataloader = dict(
     batch_size=64, num_workers=1, persistent_workers=True,
     dataset=dict(
         type='CustomDataset', data_root=data_root, ann_file='meta/train.txt',
-        data_prefix='train', classes='meta/classes.txt', pipeline=train_pipeline),
+        data_prefix='train', classes=[str(i) for i in range(num_classes)], pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=128, num_workers=1, persistent_workers=True,
     dataset=dict(
         type='CustomDataset', data_root=data_root, ann_file='meta/val.txt',
-        data_prefix='val', classes='meta/classes.txt', pipeline=test_pipeline),
+        data_prefix='val', classes=[str(i) for i in range(num_classes)], pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader

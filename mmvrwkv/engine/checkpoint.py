@@ -17,7 +17,11 @@ def _mmengine_checkpoint_globals() -> List[object]:
     import numpy as np
     from mmengine.logging import HistoryBuffer
 
-    allowed: List[object] = [HistoryBuffer, np.ndarray, np.dtype]
+    import builtins
+    # HistoryBuffer pickles its statistics methods as getattr(HistoryBuffer, 'min'), ...
+    # Allowing getattr only lets the unpickler look attributes up; the weights-only unpickler
+    # still refuses to call anything that is not itself on the allow-list.
+    allowed: List[object] = [HistoryBuffer, np.ndarray, np.dtype, builtins.getattr]
     # numpy's pickle helpers moved from numpy.core to numpy._core in numpy 2.
     for modname in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         try:

@@ -19,6 +19,7 @@ import torch
 from ._ext import ext_available, ext_has_cuda, ext_load_error
 from .bi_wkv_reference import bi_wkv_reference
 from .bi_wkv_torch import bi_wkv_torch
+from .flops import record_bi_wkv_call
 
 BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
 # Tokens per chunk of the compiled kernels (CUDA allows at most 32).
@@ -105,6 +106,7 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
         y ``[B, T, C]`` with k's dtype. Differentiable w.r.t. w, u, k and v.
     """
     _check(w, u, k, v)
+    record_bi_wkv_call(k, causal)  # no-op unless mmvrwkv.ops.record_bi_wkv_calls is active
     name = _resolve(backend, k.device)
     if name == 'torch':
         return bi_wkv_torch(w, u, k, v, causal=causal)

@@ -9,8 +9,9 @@ undivided decay. So, with m the per-(b, c) maximum of k (it cancels in the ratio
 One exp per element (e^{k-m}) serves both directions and both numerator and denominator;
 the e^{+-i w} factors are [T, C] and shared by the batch. Exclusive sums are built by shifting,
 never by subtraction, so nothing cancels. Valid while |w| * T stays below ~80 in float32 (the
-factors e^{|w| T} must fit); the compiled kernels have no such limit. Computes in float32 at
-least (float64 for float64 inputs) and returns k's dtype.
+factors e^{|w| T} must fit); the compiled kernels have no such limit. Computes in float64
+and returns k's dtype: the cumsum form needs the dynamic range of e^{(k - max k) +- |w| T},
+which for |k| <= 60 and |w T| <= 50 (the supported range) exceeds float32's.
 """
 import torch
 
@@ -27,9 +28,9 @@ def bi_wkv_torch(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Ten
                  causal: bool = False) -> torch.Tensor:
     """Bi-WKV for w, u ``[C]`` and k, v ``[B, T, C]``; returns ``[B, T, C]`` in k's dtype."""
     T = k.shape[1]
-    if k.numel() == 0:
-        return torch.empty_like(k)
-    dtype = torch.promote_types(k.dtype, torch.float32)
+    if k.numel() == 0:  # keep the (empty) result connected to the inputs for autograd
+        return k * 0 + v * 0 + (w.sum() + u.sum()).to(k.dtype) * 0
+    dtype = torch.float64
     kf, vf, wf, uf = k.to(dtype), v.to(dtype), w.to(dtype), u.to(dtype)
     m = kf.amax(dim=1, keepdim=True).detach()
     ek = torch.exp(kf - m)                                   # [B, T, C]

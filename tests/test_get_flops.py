@@ -1,0 +1,262 @@
+"""FLOP counting: the Bi-WKV recording API (mmvrwkv.ops.flops) and tools/analysis/get_flops.py.
+
+Paper targets (reference/vision-rwkv-facts.md section 4.2; mmcv convention, per image):
+T/S/B at 224 px and L at 384 px: params 6.2 / 23.8 / 93.7 / 334.9 M, FLOPs 1.2 / 4.6 / 18.2 /
+189.5 G. Fast tests: the full tool on T, the tool on depth-2 variants of every size checked
+exactly against an analytic per-layer formula, and the formula at full depth against the
+targets (params from models built on the meta device). The full S/B/L runs are `slow`.
+"""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mmvrwkv.ops import BI_WKV_FLOPS_PER_ELEMENT, bi_wkv, bi_wkv_flops, record_bi_wkv_calls
+from mmvrwkv.ops import flops as flops_mod
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CFG = {
+    'tiny': osp.join(ROOT, 'configs/vrwkv/vrwkv-tiny_8xb128_in1k.py'),
+    'small': osp.join(ROOT, 'configs/vrwkv/vrwkv-small_8xb128_in1k.py'),
+    'base': osp.join(ROOT, 'configs/vrwkv/vrwkv-base_16xb64_in1k.py'),
+    'large': osp.join(ROOT, 'configs/vrwkv/vrwkv-large_in21k-pre_8xb128_in1k-384px.py'),
+}
+# (params M, FLOPs G, input side) claimed by the paper
+TARGETS = {'tiny': (6.2, 1.2, 224), 'small': (23.8, 4.6, 224), 'base': (93.7, 18.2, 224),
+           'large': (334.9, 189.5, 384)}
+# embed_dims, depth, key_norm, MLP-head hidden width (None: linear head), pos grid (pixels)
+ARCH = {'tiny': (192, 12, False, None, 224), 'small': (384, 12, False, None, 224),
+        'base': (768, 12, False, None, 224), 'large': (1024, 24, True, 3072, 192)}
+
+
+def _load_tool():
+    path = osp.join(ROOT, 'tools/analysis/get_flops.py')
+    spec = importlib.util.spec_from_file_location('mmvrwkv_get_flops_tool', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope='module')
+def tool():
+    pytest.importorskip('mmpretrain')
+    return _load_tool()
+
+
+def analytic_flops(arch: str, side: int, depth=None, with_head=True) -> int:
+    """mmcv-convention FLOPs of an mmvrwkv ImageNet classifier for one side x side image.
+
+    Patch-embed conv (MACs + bias), per layer 13 C^2 T linear MACs (SpatialMix key, value,
+    receptance, output C x C; ChannelMix key C x 4C, value 4C x C, receptance C x C), two
+    affine LayerNorms at 2 per element, key_norm LayerNorms (C and 4C wide) for L, the
+    Bi-WKV op at 29 T C; ln0 and the final LayerNorm; the bicubic pos-embed resize at 1 per
+    output element when the grid differs; global average pooling 1 per input; head MACs.
+    """
+    C, full_depth, key_norm, head_hidden, pos_px = ARCH[arch]
+    L = full_depth if depth is None else depth
+    T = (side // 16) ** 2
+    hid = 4 * C
+    f = T * C * 3 * 16 * 16 + T * C                          # patch embed conv + bias
+    if pos_px != side:
+        f += T * C                                           # pos-embed resize
+    layer = T * (4 * C * C + 2 * C * hid + C * C)            # linear MACs, 13 C^2 T
+    layer += 2 * (2 * T * C)                                 # ln1, ln2
+    if key_norm:
+        layer += 2 * T * C + 2 * T * hid                     # key_norm in both mixers
+    layer += BI_WKV_FLOPS_PER_ELEMENT * T * C                # Bi-WKV
+    f += L * layer + 2 * T * C + 2 * T * C                   # + ln0 + final ln1
+    if with_head:
+        f += T * C                                           # GAP
+        f += C * 1000 if head_hidden is None else C * head_hidden + head_hidden * 1000
+    return f
+
+
+# ------------------------------------------------------------------------- the op's cost
+def test_bi_wkv_flops_formula():
+    assert BI_WKV_FLOPS_PER_ELEMENT == 29
+    assert bi_wkv_flops(1, 196, 192) == 29 * 196 * 192
+    assert bi_wkv_flops(2, 576, 1024, causal=True) == 29 * 2 * 576 * 1024
+    assert bi_wkv_flops(0, 5, 5) == 0
+    for bad in ((-1, 2, 3), (1.5, 2, 3), (True, 2, 3)):
+        with pytest.raises(ValueError):
+            bi_wkv_flops(*bad)
+
+
+def _inputs(B=2, T=5, C=4):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(C, generator=g) / T, torch.randn(C, generator=g) / T,
+            torch.randn(B, T, C, generator=g), torch.randn(B, T, C, generator=g))
+
+
+def test_recording_inactive_is_noop():
+    assert not flops_mod.is_recording()
+    bi_wkv(*_inputs(), backend='torch')
+    assert flops_mod._RECORDERS == []
+
+
+def test_recording_plain_calls_and_nesting():
+    w, u, k, v = _inputs(B=2, T=5, C=4)
+    with record_bi_wkv_calls() as outer:
+        assert flops_mod.is_recording()
+        bi_wkv(w, u, k, v, backend='torch')
+        with record_bi_wkv_calls() as inner:
+            bi_wkv(w, u, k[:1], v[:1], backend='reference', causal=True)
+    assert not flops_mod.is_recording()
+    bi_wkv(w, u, k, v, backend='torch')  # after exit: not recorded
+    assert [(c.B, c.T, c.C, c.causal, c.module) for c in outer.calls] == [
+        (2, 5, 4, False, None), (1, 5, 4, True, None)]
+    assert [(c.B, c.causal) for c in inner.calls] == [(1, True)]
+    assert outer.flops() == 29 * (2 + 1) * 5 * 4
+    assert outer.by_module() == {'': outer.flops()}
+
+
+class _Mixer(nn.Module):
+    def __init__(self, C):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(C))
+        self.u = nn.Parameter(torch.zeros(C))
+
+    def forward(self, x):
+        return bi_wkv(self.w, self.u, x, x, backend='torch')
+
+
+class _Net(nn.Module):
+    def __init__(self, C=4):
+        super().__init__()
+        self.blocks = nn.Sequential(_Mixer(C), _Mixer(C))
+        self.extra = _Mixer(C)
+
+    def forward(self, x):
+        return self.extra(self.blocks(x))
+
+
+def test_recording_modules_and_passes():
+    net = _Net()
+    x = torch.randn(3, 7, 4)
+    with record_bi_wkv_calls(net) as rec:
+        net(x)
+        net(x)  # e.g. a tool that runs the model twice: two passes, count one
+    assert rec.num_passes == 2 and len(rec.calls) == 6
+    one = rec.single_pass()
+    assert [c.module for c in one] == ['blocks.0', 'blocks.1', 'extra']
+    assert all(c.pass_idx == 1 for c in one)
+    per = 29 * 3 * 7 * 4
+    assert rec.flops(one) == 3 * per
+    assert rec.by_module(one) == {'': 3 * per, 'blocks': 2 * per, 'blocks.0': per,
+                                  'blocks.1': per, 'extra': per}
+    # hooks are removed on exit
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in net.modules())
+
+
+def test_single_pass_rejects_differing_passes():
+    net = _Net()
+    with record_bi_wkv_calls(net) as rec:
+        net(torch.randn(1, 7, 4))
+        net(torch.randn(2, 7, 4))
+    with pytest.raises(RuntimeError, match='differ'):
+        rec.single_pass()
+
+
+def test_recorder_exits_cleanly_on_error():
+    net = _Net()
+    with pytest.raises(ValueError):
+        with record_bi_wkv_calls(net):
+            net(torch.randn(1, 7, 3))  # wrong C -> bi_wkv raises
+    assert not flops_mod.is_recording()
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in net.modules())
+
+
+# ------------------------------------------------------------------------- the tool
+def test_default_input_size(tool):
+    from mmengine.config import Config
+    (hw, src) = tool.default_input_size(Config.fromfile(CFG['large']))
+    assert hw == (384, 384) and 'CenterCrop' in src
+    assert tool.default_input_size(Config.fromfile(CFG['tiny']))[0] == (224, 224)
+    seg = Config(dict(crop_size=(512, 640), test_pipeline=[
+        dict(type='LoadImageFromFile'), dict(type='Resize', scale=(2048, 512), keep_ratio=True)]))
+    assert tool.default_input_size(seg) == ((512, 640), 'config crop_size=(512, 640)')
+    fixed = Config(dict(test_dataloader=dict(dataset=dict(type='X', dataset=dict(
+        pipeline=[dict(type='mmdet.Resize', scale=(320, 240), keep_ratio=False)])))))
+    assert tool.default_input_size(fixed)[0] == (240, 320)  # scale is (w, h)
+    hw, src = tool.default_input_size(Config(dict()))
+    assert hw == (224, 224) and src.startswith('default')
+
+
+def test_tool_tiny_full_cli(tool, tmp_path, capsys):
+    """The whole tool on VRWKV-T at 224 px: the paper's numbers, exactly the formula."""
+    out = tmp_path / 'tiny.json'
+    res = tool.main([CFG['tiny'], '--json', str(out)])
+    text = capsys.readouterr().out
+    assert json.loads(out.read_text())['flops'] == res['flops']
+    assert res['input_shape'] == [1, 3, 224, 224]
+    assert res['params'] == 6_155_176
+    assert round(res['params'] / 1e6, 1) == 6.2
+    assert res['flops'] == analytic_flops('tiny', 224)
+    assert abs(res['flops'] / 1.2e9 - 1) < 0.03 and round(res['flops'] / 1e9, 1) == 1.2
+    assert res['bi_wkv_num_calls'] == 12 and res['traced_passes'] == 1
+    assert res['bi_wkv_calls'] == [dict(B=1, T=196, C=192, causal=False, count=12)]
+    assert res['flops_bi_wkv'] == 12 * bi_wkv_flops(1, 196, 192)
+    rows = {r['module']: r for r in res['table']}
+    assert rows['backbone.layers.3']['flops_bi_wkv'] == bi_wkv_flops(1, 196, 192)
+    assert rows['model']['flops'] == res['flops']
+    assert "model(x, mode='tensor')" in text and '29*B*T*C' in text
+    assert 'CenterCrop' in text and 'Params: 6.16 M' in text and 'FLOPs:  1.17 G' in text
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base', 'large'])
+def test_tool_reduced_depth_matches_formula(tool, arch):
+    """Depth-2 models through the tool == the analytic formula, exactly (so the formula at
+    full depth, checked against the targets below, is the tool's answer)."""
+    res = tool.get_flops(CFG[arch], cfg_options={'model.backbone.depth': 2})
+    side = TARGETS[arch][2]
+    assert res['input_shape'] == [1, 3, side, side]
+    assert res['flops'] == analytic_flops(arch, side, depth=2)
+    assert res['bi_wkv_num_calls'] == 2
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base', 'large'])
+def test_targets_params_and_formula(tool, arch):
+    """Full-size params (built on the meta device) and FLOPs (formula) vs the paper."""
+    from mmengine.analysis import parameter_count
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(CFG[arch])
+    init_default_scope(cfg.default_scope)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    params_m, flops_g, side = TARGETS[arch]
+    params = parameter_count(model)['']
+    assert abs(params / 1e6 - params_m) <= 0.1 and round(params / 1e6, 1) == params_m
+    flops = analytic_flops(arch, side)
+    assert abs(flops / 1e9 / flops_g - 1) < 0.03 and round(flops / 1e9, 1) == flops_g
+
+
+def test_tool_backbone_only_and_conventions(tool):
+    res = tool.get_flops(CFG['tiny'], shape=[64, 96], backbone_only=True,
+                         cfg_options={'model.backbone.depth': 1})
+    assert res['analysed'] == 'model.backbone(x)'
+    assert res['input_shape'] == [1, 3, 64, 96] and res['shape_source'] == '--shape'
+    T, C = 4 * 6, 192
+    # backbone only: no GAP, no head; 4x6 grid differs from 14x14 -> pos-embed resize
+    expected = (T * C * 768 + T * C + T * C + T * 13 * C * C + 4 * T * C + 29 * T * C
+                + 4 * T * C)
+    assert res['flops'] == expected
+    fv = tool.get_flops(CFG['tiny'], shape=[64, 96], backbone_only=True, convention='fvcore',
+                        cfg_options={'model.backbone.depth': 1})
+    # fvcore: LayerNorm 5 per element (4 LNs), no conv bias, bicubic resize not counted
+    assert fv['flops'] == expected + 4 * T * C * (5 - 2) - T * C - T * C
+    assert fv['flops_bi_wkv'] == res['flops_bi_wkv'] == 29 * T * C
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch', ['small', 'base', 'large'])
+def test_tool_full_size_targets(tool, arch):
+    res = tool.get_flops(CFG[arch])
+    params_m, flops_g, side = TARGETS[arch]
+    assert res['input_shape'] == [1, 3, side, side]
+    assert res['flops'] == analytic_flops(arch, side)
+    assert round(res['params'] / 1e6, 1) == params_m
+    assert abs(res['flops'] / 1e9 / flops_g - 1) < 0.03
