@@ -4,7 +4,7 @@ Paper targets (reference/vision-rwkv-facts.md section 4.2; mmcv convention, per 
 T/S/B at 224 px and L at 384 px: params 6.2 / 23.8 / 93.7 / 334.9 M, FLOPs 1.2 / 4.6 / 18.2 /
 189.5 G. Fast tests: the full tool on T, the tool on depth-2 variants of every size checked
 exactly against an analytic per-layer formula, and the formula at full depth against the
-targets (params from models built on the meta device). The full S/B/L runs are `slow`.
+targets (params from models built on the meta device). The full L run is `slow`.
 """
 import importlib.util
 import json
@@ -43,6 +43,10 @@ def _load_tool():
 @pytest.fixture(scope='module')
 def tool():
     pytest.importorskip('mmpretrain')
+    from mmengine.logging import MMLogger
+    # Create mmengine's logger outside of any capsys test: a logger created inside one keeps
+    # writing to capsys' closed stream afterwards.
+    MMLogger.get_current_instance()
     return _load_tool()
 
 
@@ -229,7 +233,8 @@ def test_targets_params_and_formula(tool, arch):
         model = MODELS.build(cfg.model)
     params_m, flops_g, side = TARGETS[arch]
     params = parameter_count(model)['']
-    assert abs(params / 1e6 - params_m) <= 0.1 and round(params / 1e6, 1) == params_m
+    # within 0.1 M (B: 93.6455 M, which mmcv prints as "93.65 M"; the README says 93.7)
+    assert abs(params / 1e6 - params_m) <= 0.1
     flops = analytic_flops(arch, side)
     assert abs(flops / 1e9 / flops_g - 1) < 0.03 and round(flops / 1e9, 1) == flops_g
 
@@ -252,11 +257,13 @@ def test_tool_backbone_only_and_conventions(tool):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('arch', ['small', 'base', 'large'])
-def test_tool_full_size_targets(tool, arch):
+def test_tool_full_size_large(tool):
+    """The full VRWKV-L at 384 px through the tool (~30 s on 2 cores; S and B at full size
+    are covered by the exact depth-2 check plus the formula)."""
+    arch = 'large'
     res = tool.get_flops(CFG[arch])
     params_m, flops_g, side = TARGETS[arch]
     assert res['input_shape'] == [1, 3, side, side]
     assert res['flops'] == analytic_flops(arch, side)
-    assert round(res['params'] / 1e6, 1) == params_m
+    assert abs(res['params'] / 1e6 - params_m) <= 0.1
     assert abs(res['flops'] / 1e9 / flops_g - 1) < 0.03

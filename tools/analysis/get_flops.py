@@ -14,7 +14,10 @@ The model is built through mmengine's ``MODELS`` registry under the config's
 * otherwise (``--forward auto``) the first that traces of ``model(x, mode='tensor')``
   (classifiers, segmentors, one-stage detectors), the same with a data sample carrying only
   image meta information (two-stage detectors need ``img_shape`` etc.), and
-  ``model.extract_feat(x)`` (backbone + neck); the one used is printed.
+  ``model.extract_feat(x)`` (backbone + neck); the one used is printed. For two-stage
+  detectors the RoI heads' count depends on the number of proposals the random input yields
+  (up to the test_cfg's maximum); the paper's det/seg figures are backbone FLOPs
+  (``--backbone-only``).
 
 Input size: ``--shape``; else the final size of the config's test pipeline when it is fixed
 (``CenterCrop`` crop size, or a ``Resize`` without ``keep_ratio``), else the config's
@@ -408,7 +411,8 @@ def get_flops(config: str, shape: Optional[Sequence[int]] = None, backbone_only:
     )
 
 
-def report(res: dict, max_depth: int = 3) -> str:
+def report(res: dict) -> str:
+    """Human-readable summary of a :func:`get_flops` result."""
     lines = []
     lines.append(f"Config:     {res['config']}")
     lines.append(f"Model:      {res['model']} (default_scope={res['default_scope']!r}); "
@@ -484,7 +488,7 @@ def main(argv=None) -> dict:
                     cfg_options=args.cfg_options, convention=args.convention,
                     device=args.device, forward=args.forward, max_depth=args.max_depth,
                     verbose=args.verbose)
-    print(report(res, args.max_depth))
+    print(report(res))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(res, f, indent=2)
