@@ -13,7 +13,7 @@ import time
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 DEMOS = {
-    'cls': dict(config='configs/demo/vrwkv-tiny-p2_1xb64-15e_digits.py',
+    'cls': dict(config='configs/demo/vrwkv-tiny-p2_1xb32-15e_digits.py',
                 data=['tools/dataset_converters/make_digits_imagenet.py', 'data/digits'],
                 metric='accuracy/top1', target=95.0),
 }

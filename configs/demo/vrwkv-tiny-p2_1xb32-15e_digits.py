@@ -34,7 +34,7 @@ train_pipeline = [
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
 train_dataloader = dict(
-    batch_size=64, num_workers=1, persistent_workers=True,
+    batch_size=32, num_workers=1, persistent_workers=True,
     dataset=dict(
         type='CustomDataset', data_root=data_root, ann_file='meta/train.txt',
         data_prefix='train', classes=[str(i) for i in range(num_classes)], pipeline=train_pipeline),
@@ -59,7 +59,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()
 

@@ -118,7 +118,10 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
                          '(call .contiguous() first)')
     if chunk_len is None:
         chunk_len = DEFAULT_CHUNK_LEN[name]
-    if not isinstance(chunk_len, int) or chunk_len < 1 or (name == 'cuda' and chunk_len > 32):
-        raise ValueError(f'bi_wkv: chunk_len must be an int in [1, {32 if name == "cuda" else "inf"}), '
+    limit = 32 if name == 'cuda' else None
+    if (isinstance(chunk_len, bool) or not isinstance(chunk_len, int) or chunk_len < 1
+            or (limit is not None and chunk_len > limit)):
+        bound = f'between 1 and {limit}' if limit else '>= 1'
+        raise ValueError(f'bi_wkv: chunk_len must be an int {bound} for backend {name!r}, '
                          f'got {chunk_len!r}')
     return torch.ops.mmvrwkv.bi_wkv_forward(w, u, k, v, chunk_len, causal)
