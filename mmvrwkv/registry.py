@@ -11,10 +11,18 @@ Nothing here (or anywhere in mmvrwkv) sets or changes the default scope: task co
 keep their own (never ``default_scope='mmvrwkv'``).
 """
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
 
 #: Backbones and layers of mmvrwkv.
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmvrwkv',
                   locations=['mmvrwkv.models'])
 
-__all__ = ['MODELS']
+#: Optimizer-wrapper constructors (layer-wise lr decay), e.g.
+#: ``optim_wrapper=dict(constructor='mmvrwkv.LayerDecayOptimWrapperConstructor', ...)``.
+OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
+                                      parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+                                      scope='mmvrwkv',
+                                      locations=['mmvrwkv.engine.optimizers'])
+
+__all__ = ['MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS']

@@ -1,4 +1,5 @@
 """Training-side helpers of mmvrwkv (checkpoint loading, optimizer constructors)."""
 from .checkpoint import allow_mmengine_checkpoints
+from .optimizers import LayerDecayOptimWrapperConstructor
 
-__all__ = ['allow_mmengine_checkpoints']
+__all__ = ['allow_mmengine_checkpoints', 'LayerDecayOptimWrapperConstructor']

@@ -1,0 +1,384 @@
+"""VRWKV with a ViT-Adapter-style multi-scale adapter, for detection and segmentation.
+
+Imports with torch + mmengine only: the deformable attention uses mmcv's op when mmcv is
+installed and a PyTorch fallback otherwise (see :mod:`mmvrwkv.models.layers.adapter_modules`).
+"""
+import logging
+from collections import OrderedDict
+from numbers import Real
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+
+from mmvrwkv.registry import MODELS
+from ..layers.adapter_modules import (InteractionBlock, MSDeformAttn, SpatialPriorModule,
+                                      build_norm2d, deform_inputs, init_adapter_weights)
+from .vrwkv import VRWKV, _is_int
+
+FUSION_MODES = ('final', 'per_stage')
+#: Top-level children/parameters that exist only in the adapter (not in a VRWKV checkpoint).
+ADAPTER_PREFIXES = ('level_embed', 'spm.', 'interactions.', 'up.', 'norm1.', 'norm2.',
+                    'norm3.', 'norm4.')
+
+
+def _summarize_keys(keys: Sequence[str]) -> str:
+    """Compact listing: keys of one adapter sub-module (``spm``, ``interactions.i``, ``up``,
+    ``normX``) collapse to ``name.* (count)``; other keys are listed by name."""
+    groups: 'OrderedDict[str, int]' = OrderedDict()
+    for k in keys:
+        parts = k.split('.')
+        if parts[0] == 'interactions' and len(parts) > 2:
+            head = '.'.join(parts[:2]) + '.*'
+        elif parts[0] in ('spm', 'up', 'norm1', 'norm2', 'norm3', 'norm4') and len(parts) > 1:
+            head = parts[0] + '.*'
+        else:
+            head = k
+        groups[head] = groups.get(head, 0) + 1
+    return ', '.join(f'{h} ({n})' if h.endswith('.*') else h for h, n in groups.items())
+
+
+@MODELS.register_module()
+class VRWKVAdapter(VRWKV):
+    """VRWKV backbone with the ViT-Adapter of Vision-RWKV for dense prediction.
+
+    Subclass of :class:`VRWKV`: the patch embedding, position embedding (and its resize) and
+    the ``layers`` are VRWKV's own, so a classification checkpoint loads into the same keys.
+    Around groups of blocks (``interaction_indexes``) it adds
+
+    * a spatial prior module ``spm`` (conv stem, strides 4/8/16/32, norm from ``norm_cfg``,
+      1x1 projections to C) whose stride-8/16/32 tokens (+ ``level_embed [3, C]``) form the
+      multi-scale feature sequence ``c``;
+    * per interaction an injector (``x += gamma * deform_attn(x -> c)``, 3 levels) before the
+      blocks and an extractor (``c += deform_attn(c -> x)`` + ConvFFN with a depthwise 3x3
+      conv per level) after them; the last interaction has two extra extractors
+      (``use_extra_extractor``);
+    * ``up`` (2x2 transposed conv) giving the stride-4 map ``c1 = up(c2) + spm_c1``;
+    * output norms ``norm1..norm4`` (``norm_cfg``).
+
+    Returns four maps ``[B, C, H/s, W/s]`` for s = 4, 8, 16, 32.
+
+    The final LayerNorm ``ln1`` of VRWKV is not part of the adapter (it is never built, so the
+    state dict has no ``ln1`` and a classification checkpoint's ``ln1`` is reported unused).
+
+    Architectures (``arch``) use the detection/segmentation settings of the paper
+    (explicit arguments override them):
+
+    ====== ========== ===== ========= =========== ======== ================ ============ ========
+    arch   embed_dims depth post_norm init_values key_norm deform_num_heads deform_ratio img_size
+    ====== ========== ===== ========= =========== ======== ================ ============ ========
+    tiny   192        12    False     1.0         False    6                1.0          224
+    small  384        12    True      1e-5        False    6                1.0          224
+    base   768        12    True      1e-5        False    12               0.5          224
+    large  1024       24    True      1e-5        True     16               0.5          192
+    ====== ========== ===== ========= =========== ======== ================ ============ ========
+
+    Input size: height and width must be multiples of 32 (the four output strides must tile
+    the image exactly); anything else raises a ``ValueError`` naming the size. mmdet pads
+    batches to 32 (``pad_size_divisor=32``); for mmseg use crops / ``ResizeToMultiple`` or a
+    data preprocessor ``size_divisor`` of 32. Any ``patch_size`` works (the RWKV tokens are
+    resampled to every level); the paper uses 16.
+
+    Stochastic depth of the interactions: every extractor's ConvFFN branch uses the same
+    DropPath rate, ``drop_path_rate`` (the backbone's maximum), as in the original code and
+    the recipes of the paper's results; the blocks keep VRWKV's linear ramp.
+
+    Args:
+        arch: see the table; or a dict with ``embed_dims``, ``depth`` and optionally the
+            other columns plus ``hidden_rate``.
+        conv_inplane: width of the spatial prior stem (64).
+        n_points: sampling points per head and level of the deformable attentions.
+        deform_num_heads: heads of the deformable attentions (default: from arch).
+        deform_ratio: value width ratio of the deformable attentions (default: from arch).
+        init_values_inject: init of the injectors' ``gamma`` (0 = start as identity).
+        interaction_indexes: ``[[start, end], ...]`` inclusive block ranges, contiguous and
+            covering all blocks; default: four equal groups (needs ``depth % 4 == 0``).
+        with_cffn: ConvFFN in the extractors.
+        cffn_ratio: ConvFFN hidden width ratio.
+        use_extra_extractor: two extra extractors after the last interaction.
+        add_rwkv_feature: add RWKV token features (bilinearly resized) to the four maps.
+        rwkv_feature_fusion: which features: 'final' (detection recipe: the last block's
+            output added to all four levels) or 'per_stage' (segmentation recipe: the output
+            of interaction i added to level i; needs exactly 4 interactions).
+        norm_cfg: norm of the spatial prior module and of ``norm1..norm4``
+            (``dict(type='BN')``; multi-GPU configs use ``dict(type='SyncBN')``).
+        pretrained: checkpoint path/URL, short for ``init_cfg=dict(type='Pretrained',
+            checkpoint=pretrained, prefix='backbone.')`` (mmseg's ``EncoderDecoder`` passes
+            its ``pretrained`` here).
+        **kwargs: the other :class:`VRWKV` arguments (``img_size``, ``patch_size``,
+            ``drop_path_rate``, ``post_norm``, ``init_values``, ``with_cp``, ``init_cfg``, ...).
+            ``with_cp`` also checkpoints the injectors/extractors. ``final_norm`` and
+            ``out_indices`` do not apply.
+
+    Pretrained weights: :meth:`load_pretrained`, or ``init_cfg=dict(type='Pretrained',
+    checkpoint=..., prefix='backbone.')`` (handled by the same method at ``init_weights``),
+    loads a VRWKV classification checkpoint, resizes ``pos_embed`` to this model's grid and
+    logs the keys that were new (adapter parameters, layer-scale gammas missing from the
+    checkpoint, ...) and the checkpoint keys that were unused (e.g. ``ln1``).
+    """
+
+    _ADAPTER_TINY = dict(VRWKV._TINY, init_values=1.0, deform_num_heads=6, deform_ratio=1.0)
+    _ADAPTER_SMALL = dict(VRWKV._SMALL, init_values=1e-5, deform_num_heads=6,
+                          deform_ratio=1.0)
+    _ADAPTER_BASE = dict(VRWKV._BASE, init_values=1e-5, deform_num_heads=12, deform_ratio=0.5)
+    _ADAPTER_LARGE = dict(VRWKV._LARGE, init_values=1e-5, deform_num_heads=16,
+                          deform_ratio=0.5)
+    arch_zoo: Dict[str, dict] = {
+        **dict.fromkeys(['t', 'tiny'], _ADAPTER_TINY),
+        **dict.fromkeys(['s', 'small'], _ADAPTER_SMALL),
+        **dict.fromkeys(['b', 'base'], _ADAPTER_BASE),
+        **dict.fromkeys(['l', 'large'], _ADAPTER_LARGE),
+    }
+    arch_optional_keys = dict(VRWKV.arch_optional_keys, deform_num_heads=6, deform_ratio=1.0)
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 conv_inplane: int = 64,
+                 n_points: int = 4,
+                 deform_num_heads: Optional[int] = None,
+                 deform_ratio: Optional[float] = None,
+                 init_values_inject: float = 0.,
+                 interaction_indexes: Optional[Sequence[Sequence[int]]] = None,
+                 with_cffn: bool = True,
+                 cffn_ratio: float = 0.25,
+                 use_extra_extractor: bool = True,
+                 add_rwkv_feature: bool = True,
+                 rwkv_feature_fusion: str = 'final',
+                 norm_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None,
+                 **kwargs) -> None:
+        for name in ('final_norm', 'out_indices'):
+            if name in kwargs:
+                raise TypeError(f'VRWKVAdapter does not take {name!r}: it always returns the '
+                                f'four multi-scale maps and has no final norm')
+        if pretrained is not None:
+            if kwargs.get('init_cfg') is not None:
+                raise ValueError('give either pretrained or init_cfg, not both')
+            kwargs['init_cfg'] = dict(type='Pretrained', checkpoint=pretrained,
+                                      prefix='backbone.')
+        super().__init__(arch=arch, final_norm=False, **kwargs)
+        C = self.embed_dims
+        settings = self.arch_settings
+        deform_num_heads = settings['deform_num_heads'] if deform_num_heads is None \
+            else deform_num_heads
+        deform_ratio = settings['deform_ratio'] if deform_ratio is None else deform_ratio
+        if rwkv_feature_fusion not in FUSION_MODES:
+            raise ValueError(f'rwkv_feature_fusion must be one of {FUSION_MODES}, got '
+                             f'{rwkv_feature_fusion!r}')
+        for name, value in (('conv_inplane', conv_inplane), ('n_points', n_points),
+                            ('deform_num_heads', deform_num_heads)):
+            if not _is_int(value) or value < 1:
+                raise ValueError(f'{name} must be a positive int, got {value!r}')
+        for name, value in (('deform_ratio', deform_ratio), ('cffn_ratio', cffn_ratio)):
+            if isinstance(value, bool) or not isinstance(value, Real) or value <= 0:
+                raise ValueError(f'{name} must be a positive number, got {value!r}')
+        self.interaction_indexes = self._check_interaction_indexes(interaction_indexes,
+                                                                   self.depth)
+        if (add_rwkv_feature and rwkv_feature_fusion == 'per_stage'
+                and len(self.interaction_indexes) != 4):
+            raise ValueError(f"rwkv_feature_fusion='per_stage' adds the output of interaction "
+                             f"i to level i and needs exactly 4 interactions, got "
+                             f"{len(self.interaction_indexes)}: {self.interaction_indexes}")
+        self.conv_inplane = conv_inplane
+        self.n_points = n_points
+        self.deform_num_heads = deform_num_heads
+        self.deform_ratio = deform_ratio
+        self.init_values_inject = init_values_inject
+        self.with_cffn = with_cffn
+        self.cffn_ratio = cffn_ratio
+        self.use_extra_extractor = use_extra_extractor
+        self.add_rwkv_feature = add_rwkv_feature
+        self.rwkv_feature_fusion = rwkv_feature_fusion
+        self.norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
+        interaction_drop_path = float(kwargs.get('drop_path_rate', 0.))
+
+        self.level_embed = nn.Parameter(torch.zeros(3, C))
+        self.spm = SpatialPriorModule(conv_inplane, C, self.norm_cfg)
+        last = len(self.interaction_indexes) - 1
+        self.interactions = nn.ModuleList([
+            InteractionBlock(C, num_heads=deform_num_heads, n_points=n_points,
+                             deform_ratio=deform_ratio, init_values=init_values_inject,
+                             drop_path=interaction_drop_path, with_cffn=with_cffn,
+                             cffn_ratio=cffn_ratio,
+                             extra_extractor=use_extra_extractor and i == last,
+                             with_cp=self.with_cp)
+            for i in range(len(self.interaction_indexes))
+        ])
+        self.up = nn.ConvTranspose2d(C, C, 2, 2)
+        self.norm1 = build_norm2d(self.norm_cfg, C)
+        self.norm2 = build_norm2d(self.norm_cfg, C)
+        self.norm3 = build_norm2d(self.norm_cfg, C)
+        self.norm4 = build_norm2d(self.norm_cfg, C)
+        self._init_adapter()
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _check_interaction_indexes(indexes, depth: int) -> Tuple[Tuple[int, int], ...]:
+        if indexes is None:
+            if depth % 4:
+                raise ValueError(f'interaction_indexes must be given when depth ({depth}) is '
+                                 f'not a multiple of 4')
+            g = depth // 4
+            return tuple((i * g, i * g + g - 1) for i in range(4))
+        try:
+            pairs = [tuple(p) for p in indexes]
+        except TypeError:
+            pairs = None
+        if (not pairs or any(len(p) != 2 or not all(_is_int(v) for v in p) for p in pairs)):
+            raise ValueError(f'interaction_indexes must be a non-empty list of [start, end] '
+                             f'int pairs, got {indexes!r}')
+        expected_start = 0
+        for start, end in pairs:
+            if start != expected_start or end < start:
+                raise ValueError(
+                    f'interaction_indexes {indexes!r} must be contiguous inclusive ranges '
+                    f'covering blocks 0..{depth - 1} in order (each start = previous end + 1, '
+                    f'end >= start)')
+            expected_start = end + 1
+        if expected_start != depth:
+            raise ValueError(f'interaction_indexes {indexes!r} must cover blocks '
+                             f'0..{depth - 1} (depth={depth}), they end at {expected_start - 1}')
+        return tuple((int(a), int(b)) for a, b in pairs)
+
+    def _init_adapter(self) -> None:
+        for module in (self.spm, self.interactions, self.up, self.norm1, self.norm2,
+                       self.norm3, self.norm4):
+            module.apply(init_adapter_weights)
+        for m in self.modules():
+            if isinstance(m, MSDeformAttn):
+                m.reset_parameters()
+        nn.init.normal_(self.level_embed)
+
+    # ------------------------------------------------------------------ pretrained weights
+    def load_pretrained(self, checkpoint: Union[str, dict], prefix: str = 'backbone.',
+                        map_location: Union[str, torch.device] = 'cpu',
+                        logger: Union[str, logging.Logger, None] = 'current'
+                        ) -> Dict[str, List[str]]:
+        """Load a VRWKV classification checkpoint (or any state dict) into this backbone.
+
+        ``checkpoint`` is a path/URL (read with mmengine's ``CheckpointLoader``) or an
+        already loaded dict; weights are taken from its ``state_dict``, ``model`` or
+        ``module`` entry, or the dict itself. Keys starting with ``prefix`` are kept with the
+        prefix removed (when no key has the prefix, all keys are used as they are); the
+        others (classifier head, ...) are dropped. ``pos_embed`` is resized when the grid
+        differs (VRWKV's load hook). Tensor shape mismatches raise. Everything else is
+        reported through ``print_log`` (and returned):
+
+        * ``new``: parameters/buffers of this model absent from the checkpoint (the adapter,
+          layer-scale gammas of a checkpoint trained without them, ...), kept at their init;
+        * ``unused``: checkpoint keys this model has no place for (e.g. ``ln1``);
+        * ``loaded`` and ``dropped`` (keys outside ``prefix``).
+        """
+        from mmengine.runner.checkpoint import CheckpointLoader
+
+        source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
+        if isinstance(checkpoint, str):
+            checkpoint = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
+        if not isinstance(checkpoint, dict):
+            raise TypeError(f'checkpoint {source} holds a {type(checkpoint).__name__}, '
+                            f'not a dict')
+        state_dict = checkpoint
+        for wrapper in ('state_dict', 'model', 'module'):
+            if isinstance(state_dict.get(wrapper), dict):
+                state_dict = state_dict[wrapper]
+                break
+        state_dict = OrderedDict(
+            (k[7:] if k.startswith('module.') else k, v) for k, v in state_dict.items())
+        dropped: List[str] = []
+        if prefix and any(k.startswith(prefix) for k in state_dict):
+            selected = OrderedDict()
+            for k, v in state_dict.items():
+                if k.startswith(prefix):
+                    selected[k[len(prefix):]] = v
+                else:
+                    dropped.append(k)
+            state_dict = selected
+        result = self.load_state_dict(state_dict, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+        loaded = [k for k in state_dict if k not in set(unexpected)]
+        adapter_new = [k for k in missing if k.startswith(ADAPTER_PREFIXES)]
+        other_new = [k for k in missing if not k.startswith(ADAPTER_PREFIXES)]
+        lines = [f'{type(self).__name__}: loaded {len(loaded)} tensors from {source}'
+                 + (f" (prefix '{prefix}')" if prefix else '')]
+        if dropped:
+            lines.append(f'  dropped {len(dropped)} keys outside the prefix: '
+                         f'{_summarize_keys(dropped)}')
+        lines.append(f'  new (not in the checkpoint, kept at init): {len(missing)} keys')
+        if adapter_new:
+            lines.append(f'    adapter: {_summarize_keys(adapter_new)}')
+        if other_new:
+            lines.append(f'    backbone: {_summarize_keys(other_new)}')
+        lines.append(f'  unused (in the checkpoint, no such key here): {len(unexpected)} keys'
+                     + (f': {_summarize_keys(unexpected)}' if unexpected else ''))
+        level = logging.WARNING if other_new or unexpected else logging.INFO
+        print_log('\n'.join(lines), logger=logger, level=level)
+        return dict(loaded=loaded, new=missing, unused=unexpected, dropped=dropped)
+
+    def init_weights(self) -> None:
+        """mmengine init; a ``Pretrained`` ``init_cfg`` goes through :meth:`load_pretrained`
+        (reported keys, pos-embed resize) instead of mmengine's silent non-strict load."""
+        cfgs = self.init_cfg
+        cfg_list = [cfgs] if isinstance(cfgs, dict) else list(cfgs or [])
+        pretrained = [c for c in cfg_list if c.get('type') == 'Pretrained']
+        if not pretrained or self.is_init:
+            return super().init_weights()
+        others = [c for c in cfg_list if c.get('type') != 'Pretrained']
+        self.init_cfg = others or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = cfgs
+        for c in pretrained:
+            self.load_pretrained(c['checkpoint'], prefix=c.get('prefix', 'backbone.'),
+                                 map_location=c.get('map_location', 'cpu'))
+
+    # ------------------------------------------------------------------ forward
+    def _check_adapter_input(self, x: torch.Tensor) -> None:
+        self._check_input(x)
+        H, W = (int(s) for s in x.shape[-2:])
+        if H % 32 or W % 32:
+            raise ValueError(
+                f'VRWKVAdapter needs input height and width that are multiples of 32, got '
+                f'input size {(H, W)} (shape {tuple(x.shape)}); pad or resize the images '
+                f'(e.g. size_divisor=32 in the data preprocessor)')
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Images ``[B, 3, H, W]`` (H, W multiples of 32) -> four maps ``[B, C, H/s, W/s]``,
+        s = 4, 8, 16, 32."""
+        self._check_adapter_input(x)
+        B = x.shape[0]
+        c1, c2, c3, c4 = self.spm(x)
+        level_shapes = [tuple(c.shape[-2:]) for c in (c2, c3, c4)]
+        c = torch.cat([lvl.flatten(2).transpose(1, 2) + self.level_embed[i]
+                       for i, lvl in enumerate((c2, c3, c4))], dim=1)
+
+        x, grid = self.patch_embed(x)
+        x = x + self.resize_pos_embed(grid)
+        x = self.drop_after_pos(x)
+        inj_inputs, ext_inputs = deform_inputs(grid, level_shapes, device=x.device)
+
+        stage_outs = []
+        for interaction, (start, end) in zip(self.interactions, self.interaction_indexes):
+            x, c = interaction(x, c, self.layers[start:end + 1], grid, inj_inputs, ext_inputs,
+                               level_shapes)
+            stage_outs.append(x)
+
+        sizes = [h * w for h, w in level_shapes]
+        c2, c3, c4 = (part.transpose(1, 2).reshape(B, -1, h, w)
+                      for part, (h, w) in zip(c.split(sizes, dim=1), level_shapes))
+        c1 = self.up(c2) + c1
+        maps = [c1, c2, c3, c4]
+
+        if self.add_rwkv_feature:
+            feats = stage_outs if self.rwkv_feature_fusion == 'per_stage' \
+                else [stage_outs[-1]] * 4
+            for i, f in enumerate(feats):
+                f = f.transpose(1, 2).reshape(B, -1, grid[0], grid[1])
+                size = tuple(maps[i].shape[-2:])
+                if tuple(f.shape[-2:]) != size:
+                    f = F.interpolate(f, size=size, mode='bilinear', align_corners=False)
+                maps[i] = maps[i] + f
+        norms = (self.norm1, self.norm2, self.norm3, self.norm4)
+        return tuple(norm(m) for norm, m in zip(norms, maps))
