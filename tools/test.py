@@ -2,7 +2,7 @@
 
 Example::
 
-    python tools/test.py configs/demo/vrwkv-tiny-p2_1xb64-30e_digits.py work_dirs/.../epoch_30.pth
+    python tools/test.py configs/demo/vrwkv-tiny-p2_1xb32-15e_digits.py work_dirs/.../epoch_30.pth
     tools/dist_test.sh CONFIG CHECKPOINT 8 [args]            # torchrun, --launcher pytorch
     tools/slurm_test.sh PARTITION JOB CONFIG CHECKPOINT      # srun, --launcher slurm
 

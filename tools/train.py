@@ -5,7 +5,7 @@ Works for every task config of the repo (mmpretrain, mmdet, mmseg): the config's
 
 Examples::
 
-    python tools/train.py configs/demo/vrwkv-tiny-p2_1xb64-30e_digits.py
+    python tools/train.py configs/demo/vrwkv-tiny-p2_1xb32-15e_digits.py
     python tools/train.py CONFIG --work-dir work_dirs/x --amp --cfg-options train_cfg.max_epochs=1
     python tools/train.py CONFIG --resume              # newest checkpoint of the work dir
     python tools/train.py CONFIG --resume path/to/epoch_3.pth

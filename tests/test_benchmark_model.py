@@ -1,0 +1,135 @@
+"""tools/analysis/benchmark_model.py on tiny settings (1-block models, 32/64 px): table shape
+and ratios, JSON and plot written, OOM / error handling, argument checks, and a run without
+mmpretrain/mmcv (as on the GPU check machines: torchvision baseline)."""
+import importlib.util
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip('mmengine')
+pytest.importorskip('torchvision')
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'benchmark_model.py')
+
+
+def tiny(*resolutions):
+    """Arguments of a tiny sweep: VRWKV-T / DeiT-T with 1 block at these resolutions."""
+    return (['--device', 'cpu', '--archs', 'tiny', '--resolutions'] + [str(r) for r in resolutions]
+            + ['--depth', '1', '--warmup', '0', '--repeat', '2', '--no-progress'])
+
+
+@pytest.fixture(scope='module')
+def bench():
+    spec = importlib.util.spec_from_file_location('_benchmark_model', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_table_json_plot(bench, tmp_path, capsys):
+    out_json, out_png = str(tmp_path / 'b.json'), str(tmp_path / 'b.png')
+    res = bench.main(tiny(32, 64) + ['--baseline', 'torchvision', '--json', out_json, '--plot', out_png])
+    rows = res['table']
+    assert [(r['arch'], r['res'], r['tokens']) for r in rows] == [('tiny', 32, 4), ('tiny', 64, 16)]
+    for r in rows:
+        assert list(r) == list(bench.TABLE_COLUMNS)
+        assert r['vrwkv_img_s'] > 0 and r['vit_img_s'] > 0 and r['batch'] == 1
+        assert r['speed_ratio'] == pytest.approx(r['vrwkv_img_s'] / r['vit_img_s'])
+        if osp.exists('/proc/self/clear_refs'):
+            assert r['vrwkv_mem_mib'] > 0 and r['vit_mem_mib'] > 0
+            assert r['mem_ratio'] == pytest.approx(r['vrwkv_mem_mib'] / r['vit_mem_mib'])
+    assert len(res['results']) == 4
+    assert all(len(r['times_s']) == 2 and r['status'] == 'ok' for r in res['results'])
+
+    printed = capsys.readouterr().out
+    table_lines = [ln for ln in printed.splitlines() if ln.strip().startswith('tiny')]
+    assert len(table_lines) == 2 and 'VRWKV img/s' in printed and 'torchvision' in printed
+
+    with open(out_json) as f:
+        data = json.load(f)
+    assert data['columns'] == list(bench.TABLE_COLUMNS)
+    assert len(data['table']) == 2 and len(data['results']) == 4
+    assert data['settings']['baseline'] == 'torchvision'
+    assert data['environment']['device'] == 'cpu'
+    with open(out_png, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_mmpretrain_baseline(bench):
+    pytest.importorskip('mmpretrain')
+    res = bench.main(tiny(32) + ['--baseline', 'mmpretrain'])
+    (row, ) = res['table']
+    assert row['vit_img_s'] > 0
+    assert all(r['status'] == 'ok' for r in res['results'])
+    assert bench.resolve_baseline('auto') == 'mmpretrain'
+
+
+def test_oom_and_errors_are_recorded(bench, monkeypatch, capsys):
+    real_build = bench.build_model
+
+    def build(model, arch, res, *args, **kwargs):
+        if model == 'vit' and res >= 64:
+            raise RuntimeError('CUDA out of memory. Tried to allocate 9.00 GiB')
+        if model == 'vrwkv' and res == 64:
+            raise ValueError('something else')
+        return real_build(model, arch, res, *args, **kwargs)
+
+    monkeypatch.setattr(bench, 'build_model', build)
+    res = bench.main(tiny(32, 64, 96) + ['--baseline', 'torchvision'])
+    status = {(r['model'], r['res']): r['status'] for r in res['results']}
+    assert status == {('vrwkv', 32): 'ok', ('vrwkv', 64): 'error', ('vrwkv', 96): 'ok',
+                      ('vit', 32): 'ok', ('vit', 64): 'OOM', ('vit', 96): 'OOM'}
+    skipped = [r for r in res['results'] if r['model'] == 'vit' and r['res'] == 96][0]
+    assert 'skipped' in skipped['error']
+    rows = {r['res']: r for r in res['table']}
+    assert rows[32]['speed_ratio'] > 0
+    assert rows[64]['vrwkv_img_s'] == 'error' and rows[64]['vit_img_s'] == 'OOM'
+    assert rows[64]['speed_ratio'] is None and rows[96]['vit_img_s'] == 'OOM'
+    out = capsys.readouterr().out
+    assert 'ValueError: something else' in out and 'OOM' in out
+
+
+def test_is_oom(bench):
+    assert bench.is_oom(MemoryError())
+    assert bench.is_oom(RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB'))
+    assert bench.is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+                                     "can't allocate memory: you tried to allocate 1 bytes"))
+    if hasattr(torch.cuda, 'OutOfMemoryError'):
+        assert bench.is_oom(torch.cuda.OutOfMemoryError('x'))
+    assert not bench.is_oom(ValueError('shape mismatch'))
+
+
+def test_arguments(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--device', 'cpu', '--resolutions', '100'])
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--device', 'cpu', '--repeat', '0'])
+    args = bench.parse_args(['--device', 'cpu', '--baseline', 'torchvision'])
+    assert (args.archs, args.resolutions, args.batch_size, args.dtype) == (
+        ['tiny', 'small', 'base'], [224, 384, 512], 1, 'float32')
+    args = bench.parse_args(['--device', 'cpu', '--quick', '--baseline', 'torchvision',
+                             '--resolutions', '64', '32', '64'])
+    assert args.archs == ['tiny'] and args.resolutions == [32, 64] and args.repeat == 2
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            bench.parse_args(['--device', 'cuda'])
+
+
+def test_runs_without_mmpretrain_and_mmcv(tmp_path):
+    """The GPU check machines have neither: 'auto' falls back to torchvision."""
+    code = ('import sys, runpy; sys.modules["mmpretrain"] = None; sys.modules["mmcv"] = None; '
+            f'sys.argv = [{SCRIPT!r}] + sys.argv[1:]; runpy.run_path({SCRIPT!r}, run_name="__main__")')
+    out_json = str(tmp_path / 'b.json')
+    proc = subprocess.run([sys.executable, '-c', code] + tiny(32)
+                          + ['--json', out_json], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out_json) as f:
+        data = json.load(f)
+    assert data['settings']['baseline'] == 'torchvision'
+    assert 'mmpretrain' not in data['environment']
+    assert all(r['status'] == 'ok' for r in data['results'])
