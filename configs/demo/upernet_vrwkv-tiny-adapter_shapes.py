@@ -1,0 +1,110 @@
+# Segmentation demo: UperNet (+ auxiliary FCN head) with the full VRWKV-T adapter, trained from
+# scratch on CPU on the synthetic shapes dataset in ADE20K layout (128x128 JPEG images +
+# label PNGs, 0 = unlabeled, dropped by reduce_zero_label like ADE20K), written by
+#     python tools/dataset_converters/make_shapes_dataset.py data/shapes
+# and read by mmseg's BaseSegDataset (ADE20KDataset's loader, with the shape classes as
+# metainfo); evaluated with IoUMetric (mIoU over background / circle / rectangle / triangle).
+#     python tools/train.py configs/demo/upernet_vrwkv-tiny-adapter_shapes.py
+# Same model family as configs/upernet/upernet_vrwkv-tiny-adapter_8xb2-160k_ade20k-512x512.py;
+# the differences are for one CPU device and small images: BN instead of SyncBN, no
+# pretrained checkpoint, narrower heads (128 / 64 channels instead of 512 / 256), whole-image
+# inference, fp32, no layer decay, an epoch-based schedule.
+_base_ = [
+    'mmseg::_base_/models/upernet_r50.py',
+    'mmseg::_base_/default_runtime.py',
+]
+
+custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
+
+data_root = 'data/shapes/ade'
+img_size = 128
+crop_size = (img_size, img_size)
+# Label PNGs: 1 background, 2 circle, 3 rectangle, 4 triangle (0 unlabeled) -> after
+# reduce_zero_label 0..3 (255 ignored).
+classes = ('background', 'circle', 'rectangle', 'triangle')
+metainfo = dict(classes=classes,
+                palette=[[120, 120, 120], [220, 20, 60], [0, 160, 0], [30, 60, 230]])
+num_classes = len(classes)
+embed_dims = 192
+norm_cfg = dict(type='BN', requires_grad=True)  # one device: BN, not SyncBN
+
+model = dict(
+    pretrained=None,
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='mmvrwkv.VRWKVAdapter',
+        arch='tiny',  # full VRWKV-T: C 192, depth 12, patch 16 (8x8 tokens at 128 px)
+        img_size=img_size,
+        drop_path_rate=0.1,
+        rwkv_feature_fusion='per_stage',  # segmentation recipe
+        norm_cfg=norm_cfg),
+    decode_head=dict(
+        in_channels=[embed_dims] * 4, channels=128, num_classes=num_classes,
+        norm_cfg=norm_cfg),
+    auxiliary_head=dict(
+        in_channels=embed_dims, in_index=2, channels=64, num_classes=num_classes,
+        norm_cfg=norm_cfg),
+    test_cfg=dict(mode='whole'))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomFlip', prob=0.5, direction=['horizontal', 'vertical']),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+seg_dataset = dict(
+    type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
+    seg_map_suffix='.png', reduce_zero_label=True)
+train_dataloader = dict(
+    batch_size=8, num_workers=1, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        **seg_dataset, pipeline=train_pipeline,
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
+val_dataloader = dict(
+    batch_size=8, num_workers=1, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        **seg_dataset, pipeline=test_pipeline, test_mode=True,
+        data_prefix=dict(img_path='images/validation',
+                         seg_map_path='annotations/validation')))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+
+# From scratch: AdamW, no layer decay (rate 1.0; the constructor still keeps norms, biases,
+# 1-D params and pos_embed out of weight decay); warm-up, then poly decay to 0.
+max_epochs = 20
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=6e-4, betas=(0.9, 0.999), weight_decay=0.01),
+    constructor='mmvrwkv.LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(num_layers=12, layer_decay_rate=1.0),
+    clip_grad=dict(max_norm=10.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=True, begin=0, end=max_epochs,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1,
+                    save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+env_cfg = dict(cudnn_benchmark=False)
+log_processor = dict(by_epoch=True, window_size=10)
+randomness = dict(seed=0, deterministic=False)
