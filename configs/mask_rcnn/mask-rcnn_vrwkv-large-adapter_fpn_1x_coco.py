@@ -1,0 +1,34 @@
+# Mask R-CNN + FPN with the VRWKV-L adapter, COCO 2017, 1x schedule (12 epochs),
+# 8 GPUs x 2 images. Paper: box AP 50.6, mask AP 44.9 (backbone 351.9M params, 1730.6G FLOPs).
+# Translated from the official mmdet 2.28 config (OpenGVLab/Vision-RWKV,
+# detection/configs/mask_rcnn/mask_rcnn_vrwkv_adapter_large_fpn_1x_coco.py).
+# Official weights: mask_rcnn_vrwkv_adapter_large_fpn_1x_coco.pth (HuggingFace
+# OpenGVLab/Vision-RWKV). Everything not set here (data, schedule, warm-up, translation
+# notes) comes from the tiny config.
+#
+# Pretrained backbone: the ImageNet-22k checkpoint (192 px) at pretrained/vrwkv_l_in22k_192.pth.
+_base_ = ['./mask-rcnn_vrwkv-tiny-adapter_fpn_1x_coco.py']
+
+embed_dims = 1024
+num_layers = 24
+
+model = dict(
+    backbone=dict(
+        arch='large',
+        img_size=192,
+        drop_path_rate=0.4,
+        init_values=1e-5,
+        post_norm=True,
+        key_norm=True,
+        deform_num_heads=16,
+        deform_ratio=0.5,
+        interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]],
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/vrwkv_l_in22k_192.pth',
+                      prefix='backbone.')),
+    neck=dict(in_channels=[embed_dims] * 4))
+
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-4, weight_decay=0.05),
+    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.85))
+
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))

@@ -1,0 +1,95 @@
+# Mask R-CNN + FPN with the VRWKV-T adapter, COCO 2017, 1x schedule (12 epochs),
+# 8 GPUs x 2 images. Paper: box AP 41.7, mask AP 38.0 (backbone 8.4M params, 67.9G FLOPs).
+# Translated from the official mmdet 2.28 config (OpenGVLab/Vision-RWKV,
+# detection/configs/mask_rcnn/mask_rcnn_vrwkv_adapter_tiny_fpn_1x_coco.py).
+# Official weights: mask_rcnn_vrwkv_adapter_tiny_fpn_1x_coco.pth (HuggingFace
+# OpenGVLab/Vision-RWKV). The S/B/L configs inherit this file.
+#
+# Pretrained backbone: put the ImageNet checkpoint at pretrained/vrwkv_t_in1k_224.pth (the
+# official file loads as it is; adapter keys are reported as new, `ln1` as unused). Training
+# from scratch: --cfg-options model.backbone.init_cfg=None
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
+
+# Registers `mmvrwkv.VRWKVAdapter` and the layer-decay constructor; the default scope stays
+# 'mmdet' (inherited from the mmdet base).
+custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
+
+embed_dims = 192
+num_layers = 12  # VRWKV blocks (depth)
+
+model = dict(
+    # NOTE(translation): mmdet 2.x put Normalize/Pad(size_divisor=32) in the pipeline; mmdet
+    # 3.x does both in the data preprocessor (same mean/std, BGR->RGB, pad to 32, which the
+    # adapter needs: input sides must be multiples of 32).
+    data_preprocessor=dict(pad_size_divisor=32),
+    backbone=dict(
+        _delete_=True,
+        type='mmvrwkv.VRWKVAdapter',
+        arch='tiny',  # embed_dims 192, depth 12; the values below are the arch defaults
+        img_size=224,
+        patch_size=16,
+        drop_path_rate=0.1,
+        init_values=1.0,  # det/seg tiny creates a fresh layer scale (cls tiny has none)
+        post_norm=False,
+        key_norm=False,
+        with_cp=False,
+        conv_inplane=64,
+        n_points=4,
+        deform_num_heads=6,
+        deform_ratio=1.0,
+        init_values_inject=0.,
+        cffn_ratio=0.25,
+        interaction_indexes=[[0, 2], [3, 5], [6, 8], [9, 11]],
+        use_extra_extractor=True,
+        add_rwkv_feature=True,
+        # detection recipe: the final RWKV features are added to all four levels
+        rwkv_feature_fusion='final',
+        # NOTE(translation): the original hard-codes nn.SyncBatchNorm in the adapter; here it
+        # is norm_cfg (use dict(type='BN') on one device).
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        # NOTE(translation): the original passes `pretrained=` and loads with strict=False,
+        # silently; here init_cfg goes through VRWKVAdapter.load_pretrained, which logs new
+        # (adapter, gammas) and unused (ln1, head) keys and resizes pos_embed.
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/vrwkv_t_in1k_224.pth',
+                      prefix='backbone.')),
+    neck=dict(type='FPN', in_channels=[embed_dims] * 4, out_channels=256, num_outs=5))
+
+# 2 images per GPU x 8 GPUs = 16 (dataset, pipeline and evaluator from the mmdet base:
+# Resize (1333, 800) keep ratio, flip 0.5; single-scale test; CocoMetric bbox + segm).
+train_dataloader = dict(batch_size=2)
+
+# AdamW + layer-wise lr decay: lr scale rate^(num_layers + 1 - layer_id); embeddings id 0,
+# block i id i + 1, adapter / neck / heads full lr.
+# NOTE(translation): the original's no-weight-decay name check never matched
+# `backbone.pos_embed` (it was decayed); mmvrwkv.LayerDecayOptimWrapperConstructor excludes
+# pos_embed from weight decay as intended. Everything else (1-D params and biases without
+# decay, spatial_mix_* and level_embed with decay) is as in the original.
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.01),
+    constructor='mmvrwkv.LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.85),
+    clip_grad=None)
+
+# 1x: 12 epochs, x0.1 at epochs 8 and 11, linear warm-up over 500 iterations from 0.001.
+# NOTE(translation): mmcv 1.x `lr_config = dict(policy='step', warmup='linear',
+# warmup_iters=500, warmup_ratio=0.001, step=[8, 11])` multiplies the warm-up factor
+# 0.001 + 0.999 * t / 500 onto the step schedule; mmengine chains LinearLR (by iteration) and
+# MultiStepLR (by epoch) the same way. mmengine's LinearLR reaches its end value at step
+# end - 1, so end=501 gives exactly t / 500 (mmdet's own configs use end=500, i.e. t / 499).
+max_epochs = 12
+warmup_iters = 500
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=warmup_iters + 1),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[8, 11],
+         gamma=0.1),
+]
+
+# Evaluate bbox + segm every epoch (base); keep the last 2 epoch checkpoints.
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2, save_last=True))
+
+# NOTE(translation): no fp16 (the original L config has it commented out); with_cp False.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,0 +1,33 @@
+# UperNet (+ auxiliary FCN head) with the VRWKV-L adapter, ADE20K, 512x512 crops, 160k
+# iterations, 8 GPUs x 2 images, AMP. Paper: mIoU 53.5 single-scale (backbone 351.9M params,
+# 421.9G FLOPs at 512x512).
+# Translated from the official mmseg 0.30 config (OpenGVLab/Vision-RWKV,
+# segmentation/configs/ade20k/upernet_vrwkv_adapter_large_512_160k_ade20k.py).
+# Official weights: upernet_vrwkv_adapter_large_512_160k_ade20k.pth (HuggingFace
+# OpenGVLab/Vision-RWKV). Everything not set here (data, schedule, AMP, slide inference,
+# translation notes) comes from the tiny config.
+#
+# Pretrained backbone: the ImageNet-22k checkpoint (192 px) at pretrained/vrwkv_l_in22k_192.pth.
+_base_ = ['./upernet_vrwkv-tiny-adapter_8xb2-160k_ade20k-512x512.py']
+
+embed_dims = 1024
+num_layers = 24
+
+model = dict(
+    pretrained='pretrained/vrwkv_l_in22k_192.pth',
+    backbone=dict(
+        arch='large',
+        img_size=192,
+        drop_path_rate=0.4,
+        init_values=1e-5,
+        post_norm=True,
+        key_norm=True,
+        deform_num_heads=16,
+        deform_ratio=0.5,
+        interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]]),
+    decode_head=dict(in_channels=[embed_dims] * 4),
+    auxiliary_head=dict(in_channels=embed_dims))
+
+optim_wrapper = dict(
+    optimizer=dict(lr=6e-5),
+    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.9))
