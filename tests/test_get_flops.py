@@ -187,6 +187,54 @@ def test_default_input_size(tool):
     assert tool.default_input_size(fixed)[0] == (240, 320)  # scale is (w, h)
     hw, src = tool.default_input_size(Config(dict()))
     assert hw == (224, 224) and src.startswith('default')
+    # mmdet: a keep-ratio Resize and no crop size -> the full (w, h) box of the resize
+    det = Config(dict(test_pipeline=[
+        dict(type='LoadImageFromFile'), dict(type='Resize', scale=(1333, 800), keep_ratio=True)]))
+    hw, src = tool.default_input_size(det)
+    assert hw == (800, 1333) and 'keep_ratio' in src
+
+
+# Backbone (adapter included) params M and FLOPs G of the paper (facts section 4.2): Mask R-CNN
+# at 1333x800, UperNet at 512x512. Each is checked by the tool on its real config.
+DENSE = {
+    'det': ('configs/mask_rcnn/mask-rcnn_vrwkv-{}-adapter_fpn_1x_coco.py',
+            {'tiny': (8.4, 67.9), 'small': (29.3, 189.9), 'base': (106.6, 599.0),
+             'large': (351.9, 1730.6)}, [1, 3, 800, 1344]),
+    'seg': ('configs/upernet/upernet_vrwkv-{}-adapter_8xb2-160k_ade20k-512x512.py',
+            {'tiny': (8.4, 16.6), 'small': (29.3, 46.3), 'base': (106.6, 146.0),
+             'large': (351.9, 421.9)}, [1, 3, 512, 512]),
+}
+
+
+def _dense_case(task, arch):
+    pytest.importorskip('mmdet' if task == 'det' else 'mmseg')
+    pytest.importorskip('mmcv.ops')
+    tmpl, targets, shape = DENSE[task]
+    return osp.join(ROOT, tmpl.format(arch)), targets[arch], shape
+
+
+def _check_dense(tool, task, arch):
+    cfg, (params_m, flops_g), shape = _dense_case(task, arch)
+    res = tool.get_flops(cfg, backbone_only=True)
+    assert res['input_shape'] == shape  # default size from the config (det: 800x1333 padded)
+    assert abs(res['params'] / 1e6 - params_m) <= 0.1
+    assert abs(res['flops'] / 1e9 / flops_g - 1) < 0.03
+    # the deformable attention's sampling runs through grid_sample and is counted
+    assert res['by_operator'].get('grid_sampler', 0) > 0
+    assert res['flops_bi_wkv'] > 0
+
+
+@pytest.mark.parametrize('task', ['det', 'seg'])
+def test_tool_dense_tiny(tool, task):
+    """VRWKV-T adapter backbones through the tool (~10-25 s each on 2 cores)."""
+    _check_dense(tool, task, 'tiny')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch', ['small', 'base', 'large'])
+@pytest.mark.parametrize('task', ['det', 'seg'])
+def test_tool_dense_full_sizes(tool, task, arch):
+    _check_dense(tool, task, arch)
 
 
 def test_tool_tiny_full_cli(tool, tmp_path, capsys):

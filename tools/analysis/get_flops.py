@@ -21,8 +21,10 @@ The model is built through mmengine's ``MODELS`` registry under the config's
 
 Input size: ``--shape``; else the final size of the config's test pipeline when it is fixed
 (``CenterCrop`` crop size, or a ``Resize`` without ``keep_ratio``), else the config's
-``crop_size`` (mmseg), else 224. The sides are rounded up to the data preprocessor's
-``pad_size_divisor`` (as the preprocessor would pad). The source is printed.
+``crop_size`` (mmseg), else the box a keep-ratio ``Resize`` fits images into (mmdet:
+``scale=(1333, 800)`` -> H 800, W 1333, the size of detection FLOPs tables), else 224.
+The sides are rounded up to the data preprocessor's ``pad_size_divisor`` (as the
+preprocessor would pad). The source is printed.
 
 What is counted (``--convention mmcv``, the default; the convention of mmcv's
 ``get_model_complexity_info``, with which the Vision-RWKV paper's numbers were made):
@@ -157,6 +159,7 @@ def default_input_size(cfg) -> Tuple[Tuple[int, int], str]:
     """(H, W) for the analysis and a sentence saying where it comes from."""
     pipeline = _test_pipeline(cfg)
     size, source = None, None
+    box, box_source = None, None  # the box a keep-ratio Resize fits images into (mmdet)
     for t in pipeline or []:
         if not isinstance(t, dict):
             continue
@@ -165,8 +168,13 @@ def default_input_size(cfg) -> Tuple[Tuple[int, int], str]:
             hw = _as_hw(t.get('crop_size'), 'wh')
             size, source = hw, f'test pipeline CenterCrop crop_size={t.get("crop_size")!r}'
         elif name in ('Resize', 'RandomResize') and 'scale' in t:  # scale is (w, h)
-            hw = _as_hw(t.get('scale'), 'wh') if not t.get('keep_ratio', False) else None
-            size, source = hw, f'test pipeline {name} scale={t.get("scale")!r}'
+            hw = _as_hw(t.get('scale'), 'wh')
+            if t.get('keep_ratio', False):
+                size, source = None, None
+                box, box_source = hw, (f'test pipeline {name} scale={t.get("scale")!r} '
+                                       '(keep_ratio: the full box, as mmdet FLOPs tables use)')
+            else:
+                size, source = hw, f'test pipeline {name} scale={t.get("scale")!r}'
         elif name in ('ResizeEdge', 'RandomResizedCrop', 'RandomChoiceResize', 'TestTimeAug'):
             size, source = None, None  # the size after this step is not fixed
     if size is not None:
@@ -174,6 +182,8 @@ def default_input_size(cfg) -> Tuple[Tuple[int, int], str]:
     hw = _as_hw(cfg.get('crop_size'), 'hw')  # mmseg configs: crop_size = (h, w)
     if hw is not None:
         return hw, f'config crop_size={cfg.get("crop_size")!r}'
+    if box is not None:
+        return box, box_source
     return (DEFAULT_SIZE, DEFAULT_SIZE), (f'default {DEFAULT_SIZE} (the test pipeline does '
                                           'not fix the input size)')
 
