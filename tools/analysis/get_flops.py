@@ -44,6 +44,11 @@ What is counted (``--convention mmcv``, the default; the convention of mmcv's
   ``mmvrwkv.ops.record_bi_wkv_calls`` during the traced forward itself (no extra forward);
   should the analysis run the model more than once, one pass is counted.
 
+* the adapter's multi-scale deformable attention: its projections are linear layers; its
+  bilinear sampling is counted at 4 per sampled value (mmengine's ``grid_sampler`` handle)
+  when the model runs on the CPU (``--device cpu``, the default), where mmcv computes it
+  with ``grid_sample``; mmcv's CUDA kernel is opaque, so ``--device cuda`` omits it.
+
 Not counted (in either convention, as in mmcv): element-wise ops (add, mul, lerp, sigmoid,
 relu, square, tanh, softmax, ...), the Q-Shift data movement, indexing/reshapes. mmcv would
 count ``nn.ReLU``-family *modules* at 1 per element; VRWKV has none (its squared ReLU is
