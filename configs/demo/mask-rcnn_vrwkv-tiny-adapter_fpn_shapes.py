@@ -6,7 +6,11 @@
 #     python tools/train.py configs/demo/mask-rcnn_vrwkv-tiny-adapter_fpn_shapes.py
 # Same model family as configs/mask_rcnn/mask-rcnn_vrwkv-tiny-adapter_fpn_1x_coco.py; the
 # differences are for one CPU device and small images: BN instead of SyncBN, no pretrained
-# checkpoint, smaller anchors, fewer proposals / sampled RoIs, no layer decay.
+# checkpoint, smaller anchors, fewer proposals / sampled RoIs, no layer decay, and slimmer
+# heads (FPN / heads 128 channels instead of 256, box-head FCs 256 instead of 1024, 2 mask
+# convs instead of 4): on 2 CPU cores the heads of the stock recipe cost several times the
+# backbone (mask-head conv and RoIAlign backward dominate a step).
+head_channels = 128
 _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
 
 custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
@@ -28,16 +32,20 @@ model = dict(
         drop_path_rate=0.1,
         rwkv_feature_fusion='final',  # detection recipe
         norm_cfg=dict(type='BN', requires_grad=True)),  # one device: BN, not SyncBN
-    neck=dict(in_channels=[embed_dims] * 4),
+    neck=dict(in_channels=[embed_dims] * 4, out_channels=head_channels),
     rpn_head=dict(
+        in_channels=head_channels, feat_channels=head_channels,
         # objects are 18-62 px: anchors 16..256 px (scale 4 on strides 4..64) instead of 32..512
         anchor_generator=dict(scales=[4])),
     roi_head=dict(
-        bbox_head=dict(num_classes=num_classes),
-        mask_head=dict(num_classes=num_classes)),
+        bbox_roi_extractor=dict(out_channels=head_channels),
+        bbox_head=dict(in_channels=head_channels, fc_out_channels=256, num_classes=num_classes),
+        mask_roi_extractor=dict(out_channels=head_channels),
+        mask_head=dict(num_convs=2, in_channels=head_channels, conv_out_channels=head_channels,
+                       num_classes=num_classes)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=300),
         rcnn=dict(max_per_img=50)))
