@@ -20,6 +20,14 @@ template <> struct PackWidth<double> { static constexpr int value = 8; };
 
 template <class A> using PackOf = Pack<A, PackWidth<A>::value>;
 
+// Per-thread scratch of at least n States, reused across work items and calls (allocating
+// it per item cost more than a short chunk walk).
+template <class V> State<V>* scratch(size_t n) {
+  thread_local std::vector<State<V>> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // Runs fn(b, j, c0, lanes) for every (batch, chunk, channel pack) in parallel.
 template <class F> void for_items(const Dims& d, int W, bool per_chunk, F fn) {
   const i64 npack = (d.C + W - 1) / W;
@@ -47,8 +55,8 @@ void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const
     item_carry<false, 3, V>(d, w, carry, b, c0, lanes, true, !d.causal);
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
-    std::vector<State<V>> buf(d.chunk_len);
-    item_forward<3, V>(d, k, v, y, w, u, carry, b, j, c0, lanes, buf.data());
+    State<V>* buf = scratch<V>(d.chunk_len);
+    item_forward<3, V>(d, k, v, y, w, u, carry, b, j, c0, lanes, buf);
   });
 }
 
@@ -64,15 +72,15 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
     item_carry<true, 5, V>(d, w, carry, b, c0, lanes, true, !d.causal);
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
-    std::vector<State<V>> buf(d.chunk_len);
-    item_backward_stats<V>(d, k, v, g, w, u, carry, pcarry, gwp, gup, b, j, c0, lanes, buf.data());
+    State<V>* buf = scratch<V>(d.chunk_len);
+    item_backward_stats<V>(d, k, v, g, w, u, carry, pcarry, gwp, gup, b, j, c0, lanes, buf);
   });
   for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes) {
     item_carry<false, 3, V>(d, w, pcarry, b, c0, lanes, !d.causal, true);
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
-    std::vector<State<V>> buf(2 * (size_t)d.chunk_len);
-    item_backward_kv<V>(d, k, v, g, gk, gv, w, u, carry, pcarry, b, j, c0, lanes, buf.data());
+    State<V>* buf = scratch<V>(2 * (size_t)d.chunk_len);
+    item_backward_kv<V>(d, k, v, g, gk, gv, w, u, carry, pcarry, b, j, c0, lanes, buf);
   });
 }
 
