@@ -99,7 +99,7 @@ template <class T> inline PF chunk_kmax(const T* k, i64 ts, int len, int lanes) 
 // right = sum_t exp(-t w + k_t) (v_t, 1), in the frame of token 0.
 template <class T>
 void fast_summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lanes,
-                  State<PF>& left, State<PF>& right) {
+                  State<PF>& left, State<PF>& right, PF* buf /* 2 * len packs */) {
   // K = max k; ml, mr: the largest exponents k_t +- t w (for the normalisation).
   PF K(Empty<float>::value), ml = K, mr = K;
   for (int t = 0; t < len; ++t) {
@@ -111,17 +111,17 @@ void fast_summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lan
   // Horner sums with e_t = exp(k_t - K) <= 1: forward, ln = sum_t lam^(len-1-t) e_t X_t
   // (= left * exp(-(len-1) w - K)); backward, rn = sum_t lam^t e_t X_t (= right * exp(-K)).
   PF ln(0.0f), ld(0.0f), rn(0.0f), rd(0.0f);
-  for (int t = 0; t < len; ++t) {
+  for (int t = 0; t < len; ++t) {  // e_t and e_t v_t are kept for the backward sweep
     PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
-    PF e = ex(kt - K);
-    ln = lam * ln + e * vt;
+    PF e = ex(kt - K), ev = e * vt;
+    buf[2 * t] = e;
+    buf[2 * t + 1] = ev;
+    ln = lam * ln + ev;
     ld = lam * ld + e;
   }
   for (int t = len - 1; t >= 0; --t) {
-    PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
-    PF e = ex(kt - K);
-    rn = lam * rn + e * vt;
-    rd = lam * rd + e;
+    rn = lam * rn + buf[2 * t + 1];
+    rd = lam * rd + buf[2 * t];
   }
   // left = exp(K + (len-1) w) (ln, ld) = exp(ml) * exp(K + (len-1) w - ml) (ln, ld).
   PF sl = ex(K + PF(float(len - 1)) * w - ml), sr = ex(K - mr);
@@ -170,7 +170,9 @@ void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const
       if (fast_setup(d, w, u, c0, lanes, lam)) {
         State<PF> left, right;
         i64 o = d.token0(b, j, c0);
-        fast_summary(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), lam, lanes, left, right);
+        PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 2
+        fast_summary(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), lam, lanes,
+                     left, right, buf);
         CarryView<PF, A, 3> cv = carry_view<PF, A, 3>(d, carry, b, c0, lanes);
         cv.store(j, 0, left);
         cv.store(j, 1, right);
