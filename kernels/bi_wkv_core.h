@@ -29,7 +29,9 @@
 #if defined(__CUDACC__)
 #define BIWKV_HD __host__ __device__ __forceinline__
 #else
-#define BIWKV_HD inline
+// Force-inlined on the host too: the CPU kernel relies on the whole chunk walk collapsing
+// into one function so that packs stay in registers.
+#define BIWKV_HD inline __attribute__((always_inline))
 #endif
 
 namespace biwkv {

@@ -507,7 +507,7 @@ def test_decay_500_cpu(dtype, causal, k_kind, decay):
     'channel (w = -50/T), k uniform in [-60, -58], bidirectional, inputs '
     'make_inputs(1, 300, 4, dtype=float32, seed=300, decay=(-50, -50), k_kind="lo"), '
     'grad_out(..., seed=300): max|gw - ref| / max|ref gw| = 7.1e-5 with chunk_len=1, 5.4e-5 '
-    'with chunk_len=7, 1.7e-5 with the default chunk_len=128 (y, gu, gk, gv stay <= 3e-6). '
+    'with chunk_len=7, 1.7e-5 with chunk_len=128 (y, gu, gk, gv stay <= 3e-6). '
     'gw sums distance-weighted terms whose absolute sum is ~20x max|gw| (ill-conditioned), and '
     'the w-derivative sums State.dn/dd are anchored at token 0, so re-anchoring them at each '
     'token cancels T-sized terms. Anchoring them at each chunk instead (tried) fixes w > 0 but '
