@@ -185,7 +185,8 @@ void fast_forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF 
 // output denominators satisfy exp(-kFastBound) <= den <= len exp(kFastBound) relative to
 // exp(M) (same argument as the forward), and:
 //  - the w-derivatives of the forward sums follow from a_{t+1} = lam a_t + e_t X_t as
-//    da_{t+1} = lam (da_t - a_t) (and db_{t-1} = lam (db_t - b_t) on the right);
+//    da_{t+1} = lam (da_t - a_t) (and db_{t-1} = lam (db_t - b_t) on the right) for the
+//    in-chunk terms; the carried terms use lam^dist (X' - dist X) (see fast_backward_stats);
 //  - the token terms of the backward scans, p_t = g_t / D_t = (g_t / den_t) exp(-M), all
 //    share the exponent -M, so the chunk's scan summaries are plain sums of a_t = g_t/den_t
 //    weighted by lam^(len-1-t) (left, Horner) or lam^t (right, running power); both weights
@@ -214,28 +215,47 @@ void fast_backward_stats(const T* k, const T* v, const T* g, i64 ts, int len, PF
   PF M = fast_ref(k, ts, len, lanes, u, A0, Bl);
   PF eu = ex(u);
   PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
-  PF an = A0.n * sa, ad = A0.d * sa, adn = A0.dn * sa, add = A0.dd * sa;
-  PF bn = Bl.n * sb, bd = Bl.d * sb, bdn = Bl.dn * sb, bdd = Bl.dd * sb;
+  // The sums are split into the carried part (the sums entering the chunk, decayed by
+  // lam^dist, a common factor of value and derivative) and the in-chunk part (plain
+  // recurrences). The carried derivatives are T-sized (their terms are weighted by the
+  // distance from far tokens) while gw needs the small difference dn - y dd, so they must
+  // not pick up a rounding per token: they are formed per token as lam^dist (X' - dist X)
+  // (the generic walk's one-rounding re-anchoring); only the small in-chunk derivatives run
+  // through the recurrence da_{t+1} = lam (da_t - a_t).
+  PF An = A0.n * sa, Ad = A0.d * sa, Adn = A0.dn * sa, Add = A0.dd * sa;
+  PF Bn = Bl.n * sb, Bd = Bl.d * sb, Bdn = Bl.dn * sb, Bdd = Bl.dd * sb;
+  PF bn(0.0f), bd(0.0f), bdn(0.0f), bdd(0.0f), pw(1.0f);  // in-chunk right sums; pw = lam^dist
   for (int t = len - 1; t >= 0; --t) {  // right sums b_t, their derivatives and e_t, per token
     PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
     PF e = ex(kt - M);
+    PF dist = PF(float(len - 1 - t));
     PF* q = buf + 5 * t;
-    q[0] = bn; q[1] = bd; q[2] = bdn; q[3] = bdd; q[4] = e;
+    q[0] = pw * Bn + bn;
+    q[1] = pw * Bd + bd;
+    q[2] = pw * (Bdn - dist * Bn) + bdn;
+    q[3] = pw * (Bdd - dist * Bd) + bdd;
+    q[4] = e;
     bdn = lam * (bdn - bn);
     bdd = lam * (bdd - bd);
     bn = lam * bn + e * vt;
     bd = lam * bd + e;
+    pw = pw * lam;
   }
   PF gwa(0.0f), gua(0.0f);
-  PF pln(0.0f), pld(0.0f), prn(0.0f), prd(0.0f), pw(1.0f);  // pw = lam^t
+  PF an(0.0f), ad(0.0f), adn(0.0f), add(0.0f);  // in-chunk left sums
+  PF pln(0.0f), pld(0.0f), prn(0.0f), prd(0.0f);
+  pw = PF(1.0f);  // lam^t
   for (int t = 0; t < len; ++t) {
     PF vt = Io<PF>::ld(v + t * ts, lanes), gt = Io<PF>::ld(g + t * ts, lanes);
     const PF* q = buf + 5 * t;
+    PF tf = PF(float(t));
+    PF Ln = pw * An + an, Ld = pw * Ad + ad;
+    PF Ldn = pw * (Adn - tf * An) + adn, Ldd = pw * (Add - tf * Ad) + add;
     PF e = q[4], be = eu * e;
-    PF num = an + q[0] + be * vt;
-    PF den = ad + q[1] + be;
+    PF num = Ln + q[0] + be * vt;
+    PF den = Ld + q[1] + be;
     PF y = num / den, a = gt / den, ay = a * y;
-    gwa = gwa + a * ((adn - y * add) + (q[2] - y * q[3]));
+    gwa = gwa + a * ((Ldn - y * Ldd) + (q[2] - y * q[3]));
     gua = gua + a * (vt - y) * be;
     pln = lam * pln + a;  // = sum_t lam^(len-1-t) a_t (.., a_t y_t) at the end
     pld = lam * pld + ay;
