@@ -88,6 +88,24 @@ inline bool fast_setup(const Dims& d, const float* w, const float* u, i64 c0, in
   return true;
 }
 
+// fast_setup for every channel pack, once per call (its per-pack double exp()s are not
+// negligible beside a 32-token chunk walk, and every phase needs them). Non-float: none.
+struct FastPlan {
+  std::vector<PF> lam;
+  std::vector<char> ok;
+};
+template <class A> FastPlan fast_plan(const Dims& d, const A* w, const A* u) {
+  const i64 npack = (d.C + 15) / 16;
+  FastPlan p;
+  p.lam.resize(npack);
+  p.ok.assign(npack, 0);
+  if constexpr (std::is_same<A, float>::value) {
+    for (i64 i = 0; i < npack; ++i)
+      p.ok[i] = fast_setup(d, w, u, i * 16, (int)std::min<i64>(16, d.C - i * 16), p.lam[i]);
+  }
+  return p;
+}
+
 // Largest k of a chunk.
 template <class T> inline PF chunk_kmax(const T* k, i64 ts, int len, int lanes) {
   PF K(Empty<float>::value);
@@ -348,10 +366,11 @@ template <class T, class A>
 void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const A* u, A* carry) {
   using V = PackOf<A>;
   const int W = PackWidth<A>::value;
+  const FastPlan plan = fast_plan(d, w, u);
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
-      PF lam;
-      if (fast_setup(d, w, u, c0, lanes, lam)) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
         State<PF> left, right;
         i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 2
@@ -370,8 +389,8 @@ void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
-      PF lam;
-      if (fast_setup(d, w, u, c0, lanes, lam)) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
         CarryView<PF, A, 3> cv = carry_view<PF, A, 3>(d, carry, b, c0, lanes);
         i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 3
@@ -391,10 +410,11 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
                    const A* u, A* carry, A* pcarry, A* gwp, A* gup) {
   using V = PackOf<A>;
   const int W = PackWidth<A>::value;
+  const FastPlan plan = fast_plan(d, w, u);
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
-      PF lam;
-      if (fast_setup(d, w, u, c0, lanes, lam)) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
         State<PF> left, right;
         i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 2
@@ -413,8 +433,8 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
-      PF lam;
-      if (fast_setup(d, w, u, c0, lanes, lam)) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
         CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
         CarryView<PF, A, 3> pv = carry_view<PF, A, 3>(d, pcarry, b, c0, lanes);
         i64 o = d.token0(b, j, c0);
@@ -441,8 +461,8 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     State<V>* buf = scratch<V>(2 * (size_t)d.chunk_len);
     if constexpr (std::is_same<A, float>::value) {
-      PF lam;
-      if (fast_setup(d, w, u, c0, lanes, lam)) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
         CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
         CarryView<PF, A, 3> pv = carry_view<PF, A, 3>(d, pcarry, b, c0, lanes);
         i64 o = d.token0(b, j, c0);
