@@ -88,6 +88,24 @@ inline bool fast_setup(const Dims& d, const float* w, const float* u, i64 c0, in
   return true;
 }
 
+// fast_setup for every channel pack, once per call (its per-pack double exp()s are not
+// negligible beside a 32-token chunk walk, and every phase needs them). Non-float: none.
+struct FastPlan {
+  std::vector<PF> lam;
+  std::vector<char> ok;
+};
+template <class A> FastPlan fast_plan(const Dims& d, const A* w, const A* u) {
+  const i64 npack = (d.C + 15) / 16;
+  FastPlan p;
+  p.lam.resize(npack);
+  p.ok.assign(npack, 0);
+  if constexpr (std::is_same<A, float>::value) {
+    for (i64 i = 0; i < npack; ++i)
+      p.ok[i] = fast_setup(d, w, u, i * 16, (int)std::min<i64>(16, d.C - i * 16), p.lam[i]);
+  }
+  return p;
+}
+
 // Largest k of a chunk.
 template <class T> inline PF chunk_kmax(const T* k, i64 ts, int len, int lanes) {
   PF K(Empty<float>::value);
@@ -96,8 +114,9 @@ template <class T> inline PF chunk_kmax(const T* k, i64 ts, int len, int lanes) 
 }
 
 // Summaries of one chunk (as chunk_summary, non-causal): left = sum_t exp(t w + k_t) (v_t, 1),
-// right = sum_t exp(-t w + k_t) (v_t, 1), in the frame of token 0.
-template <class T>
+// right = sum_t exp(-t w + k_t) (v_t, 1), in the frame of token 0. With DW also their
+// w-derivatives: d left/dw = sum_t t exp(t w + k_t) (v_t, 1), d right/dw = -sum_t t (...).
+template <bool DW, class T>
 void fast_summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lanes,
                   State<PF>& left, State<PF>& right, PF* buf /* 2 * len packs */) {
   // K = max k; ml, mr: the largest exponents k_t +- t w (for the normalisation).
@@ -110,7 +129,9 @@ void fast_summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lan
   }
   // Horner sums with e_t = exp(k_t - K) <= 1: forward, ln = sum_t lam^(len-1-t) e_t X_t
   // (= left * exp(-(len-1) w - K)); backward, rn = sum_t lam^t e_t X_t (= right * exp(-K)).
+  // The derivative sums weight every term by t (the same Horner recurrences on t e_t X_t).
   PF ln(0.0f), ld(0.0f), rn(0.0f), rd(0.0f);
+  PF lnd(0.0f), ldd(0.0f), rnd(0.0f), rdd(0.0f);
   for (int t = 0; t < len; ++t) {  // e_t and e_t v_t are kept for the backward sweep
     PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
     PF e = ex(kt - K), ev = e * vt;
@@ -118,16 +139,31 @@ void fast_summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lan
     buf[2 * t + 1] = ev;
     ln = lam * ln + ev;
     ld = lam * ld + e;
+    if (DW) {
+      PF tf = PF(float(t));
+      lnd = lam * lnd + tf * ev;
+      ldd = lam * ldd + tf * e;
+    }
   }
   for (int t = len - 1; t >= 0; --t) {
     rn = lam * rn + buf[2 * t + 1];
     rd = lam * rd + buf[2 * t];
+    if (DW) {
+      PF tf = PF(float(t));
+      rnd = lam * rnd + tf * buf[2 * t + 1];
+      rdd = lam * rdd + tf * buf[2 * t];
+    }
   }
   // left = exp(K + (len-1) w) (ln, ld) = exp(ml) * exp(K + (len-1) w - ml) (ln, ld).
   PF sl = ex(K + PF(float(len - 1)) * w - ml), sr = ex(K - mr);
   left.n = ln * sl; left.d = ld * sl; left.o = ml;
   right.n = rn * sr; right.d = rd * sr; right.o = mr;
-  left.dn = left.dd = right.dn = right.dd = PF(0.0f);
+  if (DW) {
+    left.dn = lnd * sl; left.dd = ldd * sl;
+    right.dn = -(rnd * sr); right.dd = -(rdd * sr);
+  } else {
+    left.dn = left.dd = right.dn = right.dd = PF(0.0f);
+  }
 }
 
 // Forward walk of one chunk (as chunk_forward, non-causal). buf: 3 * len packs.
@@ -160,18 +196,185 @@ void fast_forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF 
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// Fast path of the backward pass, under the same conditions as the forward one (fast_setup).
+// Within a chunk all forward quantities are again measured relative to the one reference
+// exp(M) of fast_forward (M = max(max k + max(u, 0), the carries' exponents)), so the
+// output denominators satisfy exp(-kFastBound) <= den <= len exp(kFastBound) relative to
+// exp(M) (same argument as the forward), and:
+//  - the w-derivatives of the forward sums follow from a_{t+1} = lam a_t + e_t X_t as
+//    da_{t+1} = lam (da_t - a_t) (and db_{t-1} = lam (db_t - b_t) on the right) for the
+//    in-chunk terms; the carried terms use lam^dist (X' - dist X) (see fast_backward_stats);
+//  - the token terms of the backward scans, p_t = g_t / D_t = (g_t / den_t) exp(-M), all
+//    share the exponent -M, so the chunk's scan summaries are plain sums of a_t = g_t/den_t
+//    weighted by lam^(len-1-t) (left, Horner) or lam^t (right, running power); both weights
+//    stay within exp(+-kFastBound), and the summaries are stored as State with o = the
+//    common exponent (the carry scan merges States of any o exactly as before).
+// Each token costs one exp (e_t) in the stats pass and two in the gk/gv pass (e_t and the
+// final factor exp(k_t + Q), see fast_backward_kv).
+// ---------------------------------------------------------------------------------------
+
+// Chunk reference M of fast_forward / the backward passes, from the entering sums A0 (left
+// sum at token 0) and Bl (right sum at token len-1).
+template <class T>
+inline PF fast_ref(const T* k, i64 ts, int len, int lanes, PF u, const State<PF>& A0, const State<PF>& Bl) {
+  return vmax(vmax(chunk_kmax(k, ts, len, lanes) + vmax(u, PF(0.0f)), A0.o), Bl.o);
+}
+
+// As chunk_backward_stats (non-causal): gw/gu partials of the chunk and the backward-scan
+// summaries pleft, pright. Lg, Rg: forward carries with w-derivatives (global frame).
+// buf: 5 * len packs.
+template <class T>
+void fast_backward_stats(const T* k, const T* v, const T* g, i64 ts, int len, PF w, PF u, PF lam,
+                         PF s0, int lanes, State<PF> Lg, State<PF> Rg, PF* buf, PF& gw, PF& gu,
+                         State<PF>& pleft, State<PF>& pright) {
+  State<PF> A0 = left_at<true>(left_into_chunk<true>(Lg, w, s0), w, 0);
+  State<PF> Bl = right_at<true>(right_into_chunk<true>(Rg, w, s0), w, len - 1);
+  PF M = fast_ref(k, ts, len, lanes, u, A0, Bl);
+  PF eu = ex(u);
+  PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
+  // The sums are split into the carried part (the sums entering the chunk, decayed by
+  // lam^dist, a common factor of value and derivative) and the in-chunk part (plain
+  // recurrences). The carried derivatives are T-sized (their terms are weighted by the
+  // distance from far tokens) while gw needs the small difference dn - y dd, so they must
+  // not pick up a rounding per token: they are formed per token as lam^dist (X' - dist X)
+  // (the generic walk's one-rounding re-anchoring); only the small in-chunk derivatives run
+  // through the recurrence da_{t+1} = lam (da_t - a_t).
+  PF An = A0.n * sa, Ad = A0.d * sa, Adn = A0.dn * sa, Add = A0.dd * sa;
+  PF Bn = Bl.n * sb, Bd = Bl.d * sb, Bdn = Bl.dn * sb, Bdd = Bl.dd * sb;
+  PF bn(0.0f), bd(0.0f), bdn(0.0f), bdd(0.0f), pw(1.0f);  // in-chunk right sums; pw = lam^dist
+  for (int t = len - 1; t >= 0; --t) {  // right sums b_t, their derivatives and e_t, per token
+    PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
+    PF e = ex(kt - M);
+    PF dist = PF(float(len - 1 - t));
+    PF* q = buf + 5 * t;
+    q[0] = pw * Bn + bn;
+    q[1] = pw * Bd + bd;
+    q[2] = pw * (Bdn - dist * Bn) + bdn;
+    q[3] = pw * (Bdd - dist * Bd) + bdd;
+    q[4] = e;
+    bdn = lam * (bdn - bn);
+    bdd = lam * (bdd - bd);
+    bn = lam * bn + e * vt;
+    bd = lam * bd + e;
+    pw = pw * lam;
+  }
+  PF gwa(0.0f), gua(0.0f);
+  PF an(0.0f), ad(0.0f), adn(0.0f), add(0.0f);  // in-chunk left sums
+  PF pln(0.0f), pld(0.0f), prn(0.0f), prd(0.0f);
+  pw = PF(1.0f);  // lam^t
+  for (int t = 0; t < len; ++t) {
+    PF vt = Io<PF>::ld(v + t * ts, lanes), gt = Io<PF>::ld(g + t * ts, lanes);
+    const PF* q = buf + 5 * t;
+    PF tf = PF(float(t));
+    PF Ln = pw * An + an, Ld = pw * Ad + ad;
+    PF Ldn = pw * (Adn - tf * An) + adn, Ldd = pw * (Add - tf * Ad) + add;
+    PF e = q[4], be = eu * e;
+    PF num = Ln + q[0] + be * vt;
+    PF den = Ld + q[1] + be;
+    PF y = num / den, a = gt / den, ay = a * y;
+    gwa = gwa + a * ((Ldn - y * Ldd) + (q[2] - y * q[3]));
+    gua = gua + a * (vt - y) * be;
+    pln = lam * pln + a;  // = sum_t lam^(len-1-t) a_t (.., a_t y_t) at the end
+    pld = lam * pld + ay;
+    prn = prn + pw * a;   // = sum_t lam^t a_t (.., a_t y_t)
+    prd = prd + pw * ay;
+    pw = pw * lam;
+    adn = lam * (adn - an);
+    add = lam * (add - ad);
+    an = lam * an + e * vt;
+    ad = lam * ad + e;
+  }
+  gw = gwa;
+  gu = gua;
+  // pleft = sum_t exp(t w) p_t (frame of token 0) = exp((len-1) w - M) * (pln, pld);
+  // pright = sum_t exp(-t w) p_t = exp(-M) * (prn, prd).
+  pleft.n = pln; pleft.d = pld; pleft.o = PF(float(len - 1)) * w - M;
+  pright.n = prn; pright.d = prd; pright.o = -M;
+  pleft.dn = pleft.dd = pright.dn = pright.dd = PF(0.0f);
+}
+
+// Bound on k_t + Q in fast_backward_kv (see there); items above it take the generic path.
+constexpr float kFastKvBound = 40.0f;
+
+// As chunk_backward_kv (non-causal): gk, gv of the chunk from the forward carries (Lg, Rg)
+// and the backward-scan carries (PLg, PRg). The in-chunk terms p_t = a_t exp(-M) and the
+// scan carries entering the chunk (exponents PL0.o, PRl.o) are all measured relative to
+// Q = max(-M, PL0.o, PRl.o) (each factor exp(. - Q) <= 1), so
+//   gv_t = exp(k_t + Q) * S_t,  S_t = exp(u) a'_t + PL'_t + PR'_t  (primes: relative to Q),
+// and the scans are again plain lam recurrences. exp(k_t + Q) is finite when k_t + Q is
+// bounded; it is (k_t - M <= 0, and a carry's exponent is at most about -k_t plus a few
+// kFastBound, since the chunk that produced it saw token t in its own reference), but the
+// driver checks max k + Q <= kFastKvBound per item and otherwise returns false (nothing
+// written) so that the generic walk runs instead. buf: 5 * len packs.
+template <class T>
+bool fast_backward_kv(const T* k, const T* v, const T* g, T* gk, T* gv, i64 ts, int len, PF w,
+                      PF u, PF lam, PF s0, int lanes, State<PF> Lg, State<PF> Rg, State<PF> PLg,
+                      State<PF> PRg, PF* buf) {
+  State<PF> A0 = left_at<false>(left_into_chunk<false>(Lg, w, s0), w, 0);
+  State<PF> Bl = right_at<false>(right_into_chunk<false>(Rg, w, s0), w, len - 1);
+  State<PF> PL0 = left_at<false>(left_into_chunk<false>(PLg, w, s0), w, 0);
+  State<PF> PRl = right_at<false>(right_into_chunk<false>(PRg, w, s0), w, len - 1);
+  PF K = chunk_kmax(k, ts, len, lanes);
+  PF M = vmax(vmax(K + vmax(u, PF(0.0f)), A0.o), Bl.o);
+  PF Q = vmax(vmax(-M, PL0.o), PRl.o);
+  PF KQ = K + Q;
+  for (int i = 0; i < lanes; ++i)
+    if (!(KQ.x[i] <= kFastKvBound)) return false;
+  PF eu = ex(u);
+  PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
+  PF an = A0.n * sa, ad = A0.d * sa, bn = Bl.n * sb, bd = Bl.d * sb;
+  for (int t = len - 1; t >= 0; --t) {  // right sums b_t and e_t, stored per token
+    PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
+    PF e = ex(kt - M);
+    PF* q = buf + 5 * t;
+    q[0] = bn; q[1] = bd; q[2] = e;
+    bn = lam * bn + e * vt;
+    bd = lam * bd + e;
+  }
+  PF cM = ex(-M - Q), cL = ex(PL0.o - Q), cR = ex(PRl.o - Q);
+  PF pln = PL0.n * cL, pld = PL0.d * cL;
+  for (int t = 0; t < len; ++t) {  // y_t, the terms a'_t (.., y_t) and the left scan PL'_t
+    PF vt = Io<PF>::ld(v + t * ts, lanes), gt = Io<PF>::ld(g + t * ts, lanes);
+    PF* q = buf + 5 * t;
+    PF e = q[2], be = eu * e;
+    PF num = an + q[0] + be * vt;
+    PF den = ad + q[1] + be;
+    PF y = num / den, a = (gt / den) * cM, ay = a * y;
+    q[0] = a; q[1] = ay; q[2] = pln; q[3] = pld;
+    pln = lam * pln + a;
+    pld = lam * pld + ay;
+    an = lam * an + e * vt;
+    ad = lam * ad + e;
+  }
+  PF prn = PRl.n * cR, prd = PRl.d * cR;
+  for (int t = len - 1; t >= 0; --t) {
+    PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
+    const PF* q = buf + 5 * t;
+    PF scale = ex(kt + Q);
+    PF gvt = (eu * q[0] + q[2] + prn) * scale;
+    PF sbt = (eu * q[1] + q[3] + prd) * scale;
+    Io<PF>::st(gv + t * ts, gvt, lanes);
+    Io<PF>::st(gk + t * ts, vt * gvt - sbt, lanes);
+    prn = lam * prn + q[0];
+    prd = lam * prd + q[1];
+  }
+  return true;
+}
+
 template <class T, class A>
 void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const A* u, A* carry) {
   using V = PackOf<A>;
   const int W = PackWidth<A>::value;
+  const FastPlan plan = fast_plan(d, w, u);
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
-      PF lam;
-      if (fast_setup(d, w, u, c0, lanes, lam)) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
         State<PF> left, right;
         i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 2
-        fast_summary(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), lam, lanes,
+        fast_summary<false>(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), lam, lanes,
                      left, right, buf);
         CarryView<PF, A, 3> cv = carry_view<PF, A, 3>(d, carry, b, c0, lanes);
         cv.store(j, 0, left);
@@ -186,8 +389,8 @@ void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
-      PF lam;
-      if (fast_setup(d, w, u, c0, lanes, lam)) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
         CarryView<PF, A, 3> cv = carry_view<PF, A, 3>(d, carry, b, c0, lanes);
         i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 3
@@ -207,13 +410,48 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
                    const A* u, A* carry, A* pcarry, A* gwp, A* gup) {
   using V = PackOf<A>;
   const int W = PackWidth<A>::value;
+  const FastPlan plan = fast_plan(d, w, u);
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
+    if constexpr (std::is_same<A, float>::value) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
+        State<PF> left, right;
+        i64 o = d.token0(b, j, c0);
+        PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 2
+        fast_summary<true>(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), lam,
+                           lanes, left, right, buf);
+        CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
+        cv.store(j, 0, left);
+        cv.store(j, 1, right);
+        return;
+      }
+    }
     item_summary<true, 5, V>(d, k, v, w, carry, b, j, c0, lanes);
   });
   for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes) {
     item_carry<true, 5, V>(d, w, carry, b, c0, lanes, true, !d.causal);
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
+    if constexpr (std::is_same<A, float>::value) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
+        CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
+        CarryView<PF, A, 3> pv = carry_view<PF, A, 3>(d, pcarry, b, c0, lanes);
+        i64 o = d.token0(b, j, c0);
+        PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State
+        PF gw, gu;
+        State<PF> pl, pr;
+        fast_backward_stats(k + o, v + o, g + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes),
+                            Io<PF>::ld(u + c0, lanes), lam, PF(d.chunk_start(j)), lanes,
+                            cv.load(j, 0), cv.load(j, 1), buf, gw, gu, pl, pr);
+        pv.store(j, 0, pl);
+        pv.store(j, 1, pr);
+        i64 q = (b * d.nch + j) * d.C + c0;
+        Io<PF>::st(gwp + q, gw, lanes);
+        Io<PF>::st(gup + q, gu, lanes);
+        return;
+      }
+    }
     State<V>* buf = scratch<V>(d.chunk_len);
     item_backward_stats<V>(d, k, v, g, w, u, carry, pcarry, gwp, gup, b, j, c0, lanes, buf);
   });
@@ -222,6 +460,19 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
   });
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     State<V>* buf = scratch<V>(2 * (size_t)d.chunk_len);
+    if constexpr (std::is_same<A, float>::value) {
+      if (plan.ok[c0 / 16]) {
+        const PF& lam = plan.lam[c0 / 16];
+        CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
+        CarryView<PF, A, 3> pv = carry_view<PF, A, 3>(d, pcarry, b, c0, lanes);
+        i64 o = d.token0(b, j, c0);
+        if (fast_backward_kv(k + o, v + o, g + o, gk + o, gv + o, d.C, d.chunk_size(j),
+                             Io<PF>::ld(w + c0, lanes), Io<PF>::ld(u + c0, lanes), lam,
+                             PF(d.chunk_start(j)), lanes, cv.load(j, 0), cv.load(j, 1),
+                             pv.load(j, 0), pv.load(j, 1), reinterpret_cast<PF*>(buf)))
+          return;
+      }
+    }
     item_backward_kv<V>(d, k, v, g, gk, gv, w, u, carry, pcarry, b, j, c0, lanes, buf);
   });
 }
