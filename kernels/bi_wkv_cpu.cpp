@@ -1,6 +1,9 @@
 // CPU driver of the Bi-WKV op: at::parallel_for (torch's OpenMP pool, so torch.set_num_threads
-// applies) over (batch, chunk, channel pack), SIMD across the channels of a pack. All
-// arithmetic is in bi_wkv_core.h (shared with the CUDA kernel).
+// applies) over (batch, chunk, channel pack), SIMD across the channels of a pack. Items run
+// either the numerical core of bi_wkv_core.h (shared with the CUDA kernel: the generic,
+// fully stabilised path) or, where it is provably safe, the CPU-only fast path below (one
+// exp per token); both produce the core's State summaries, so they mix freely in one call
+// and the carries between chunks always go through the core's carry_scan.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
