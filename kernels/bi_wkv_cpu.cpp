@@ -169,25 +169,43 @@ void fast_summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lan
   }
 }
 
+// Chunk reference M of fast_forward / the backward passes, from the chunk's largest k (K)
+// and the entering sums A0 (left sum at token 0) and Bl (right sum at token len-1).
+inline PF fast_ref(PF K, PF u, const State<PF>& A0, const State<PF>& Bl) {
+  return vmax(vmax(K + vmax(u, PF(0.0f)), A0.o), Bl.o);
+}
+
+// The right-to-left sweep shared by fast_forward and fast_backward_kv: with every sum
+// relative to exp(M), stores the right sum b_t (n, d) and e_t = exp(k_t - M) of every token
+// at buf[stride * t + 0, 1, 2], and returns in (an, ad) the left sum entering token 0.
+template <class T>
+inline void fast_right_sweep(const T* k, const T* v, i64 ts, int len, PF lam, PF M,
+                             const State<PF>& A0, const State<PF>& Bl, int lanes, PF* buf,
+                             int stride, PF& an, PF& ad) {
+  PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
+  an = A0.n * sa;
+  ad = A0.d * sa;
+  PF bn = Bl.n * sb, bd = Bl.d * sb;
+  for (int t = len - 1; t >= 0; --t) {
+    PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
+    PF e = ex(kt - M);
+    PF* q = buf + stride * t;
+    q[0] = bn; q[1] = bd; q[2] = e;
+    bn = lam * bn + e * vt;
+    bd = lam * bd + e;
+  }
+}
+
 // Forward walk of one chunk (as chunk_forward, non-causal). buf: 3 * len packs.
 template <class T>
 void fast_forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF lam, PF s0,
                   int lanes, State<PF> Lg, State<PF> Rg, PF* buf) {
   State<PF> A0 = left_at<false>(left_into_chunk<false>(Lg, w, s0), w, 0);
   State<PF> Bl = right_at<false>(right_into_chunk<false>(Rg, w, s0), w, len - 1);
-  PF M = vmax(vmax(chunk_kmax(k, ts, len, lanes) + vmax(u, PF(0.0f)), A0.o), Bl.o);
+  PF M = fast_ref(chunk_kmax(k, ts, len, lanes), u, A0, Bl);
   PF eu = ex(u);
-  PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
-  PF an = A0.n * sa, ad = A0.d * sa, bn = Bl.n * sb, bd = Bl.d * sb;
-  for (int t = len - 1; t >= 0; --t) {  // right sums b_t and e_t, stored per token
-    PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
-    PF e = ex(kt - M);
-    buf[3 * t] = bn;
-    buf[3 * t + 1] = bd;
-    buf[3 * t + 2] = e;
-    bn = lam * bn + e * vt;
-    bd = lam * bd + e;
-  }
+  PF an, ad;
+  fast_right_sweep(k, v, ts, len, lam, M, A0, Bl, lanes, buf, 3, an, ad);
   for (int t = 0; t < len; ++t) {
     PF vt = Io<PF>::ld(v + t * ts, lanes);
     PF e = buf[3 * t + 2], be = eu * e;
@@ -217,13 +235,6 @@ void fast_forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF 
 // final factor exp(k_t + Q), see fast_backward_kv).
 // ---------------------------------------------------------------------------------------
 
-// Chunk reference M of fast_forward / the backward passes, from the entering sums A0 (left
-// sum at token 0) and Bl (right sum at token len-1).
-template <class T>
-inline PF fast_ref(const T* k, i64 ts, int len, int lanes, PF u, const State<PF>& A0, const State<PF>& Bl) {
-  return vmax(vmax(chunk_kmax(k, ts, len, lanes) + vmax(u, PF(0.0f)), A0.o), Bl.o);
-}
-
 // As chunk_backward_stats (non-causal): gw/gu partials of the chunk and the backward-scan
 // summaries pleft, pright. Lg, Rg: forward carries with w-derivatives (global frame).
 // buf: 5 * len packs.
@@ -233,7 +244,7 @@ void fast_backward_stats(const T* k, const T* v, const T* g, i64 ts, int len, PF
                          State<PF>& pleft, State<PF>& pright) {
   State<PF> A0 = left_at<true>(left_into_chunk<true>(Lg, w, s0), w, 0);
   State<PF> Bl = right_at<true>(right_into_chunk<true>(Rg, w, s0), w, len - 1);
-  PF M = fast_ref(k, ts, len, lanes, u, A0, Bl);
+  PF M = fast_ref(chunk_kmax(k, ts, len, lanes), u, A0, Bl);
   PF eu = ex(u);
   PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
   // The sums are split into the carried part (the sums entering the chunk, decayed by
@@ -319,22 +330,14 @@ bool fast_backward_kv(const T* k, const T* v, const T* g, T* gk, T* gv, i64 ts, 
   State<PF> PL0 = left_at<false>(left_into_chunk<false>(PLg, w, s0), w, 0);
   State<PF> PRl = right_at<false>(right_into_chunk<false>(PRg, w, s0), w, len - 1);
   PF K = chunk_kmax(k, ts, len, lanes);
-  PF M = vmax(vmax(K + vmax(u, PF(0.0f)), A0.o), Bl.o);
+  PF M = fast_ref(K, u, A0, Bl);
   PF Q = vmax(vmax(-M, PL0.o), PRl.o);
   PF KQ = K + Q;
   for (int i = 0; i < lanes; ++i)
     if (!(KQ.x[i] <= kFastKvBound)) return false;
   PF eu = ex(u);
-  PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
-  PF an = A0.n * sa, ad = A0.d * sa, bn = Bl.n * sb, bd = Bl.d * sb;
-  for (int t = len - 1; t >= 0; --t) {  // right sums b_t and e_t, stored per token
-    PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
-    PF e = ex(kt - M);
-    PF* q = buf + 5 * t;
-    q[0] = bn; q[1] = bd; q[2] = e;
-    bn = lam * bn + e * vt;
-    bd = lam * bd + e;
-  }
+  PF an, ad;
+  fast_right_sweep(k, v, ts, len, lam, M, A0, Bl, lanes, buf, 5, an, ad);
   PF cM = ex(-M - Q), cL = ex(PL0.o - Q), cR = ex(PRl.o - Q);
   PF pln = PL0.n * cL, pld = PL0.d * cL;
   for (int t = 0; t < len; ++t) {  // y_t, the terms a'_t (.., y_t) and the left scan PL'_t
