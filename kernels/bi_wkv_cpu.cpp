@@ -368,28 +368,35 @@ bool fast_backward_kv(const T* k, const T* v, const T* g, T* gk, T* gv, i64 ts, 
   return true;
 }
 
-template <class T, class A>
-void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const A* u, A* carry) {
+// Phase 1 of both passes: the summary of every (batch, chunk, pack) item into the carry
+// buffer (F fields per State; DW: with w-derivatives), by the fast path where it is planned.
+template <bool DW, int F, class T, class A>
+void summaries(const Dims& d, const T* k, const T* v, const A* w, A* carry, const FastPlan& plan) {
   using V = PackOf<A>;
-  const int W = PackWidth<A>::value;
-  const FastPlan plan = fast_plan(d, w, u);
-  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
+  for_items(d, PackWidth<A>::value, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
       if (plan.ok[c0 / 16]) {
-        const PF& lam = plan.lam[c0 / 16];
         State<PF> left, right;
         i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 2
-        fast_summary<false>(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), lam, lanes,
-                     left, right, buf);
-        CarryView<PF, A, 3> cv = carry_view<PF, A, 3>(d, carry, b, c0, lanes);
+        fast_summary<DW>(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes),
+                         plan.lam[c0 / 16], lanes, left, right, buf);
+        CarryView<PF, A, F> cv = carry_view<PF, A, F>(d, carry, b, c0, lanes);
         cv.store(j, 0, left);
         cv.store(j, 1, right);
         return;
       }
     }
-    item_summary<false, 3, V>(d, k, v, w, carry, b, j, c0, lanes);
+    item_summary<DW, F, V>(d, k, v, w, carry, b, j, c0, lanes);
   });
+}
+
+template <class T, class A>
+void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const A* u, A* carry) {
+  using V = PackOf<A>;
+  const int W = PackWidth<A>::value;
+  const FastPlan plan = fast_plan(d, w, u);
+  summaries<false, 3>(d, k, v, w, carry, plan);
   for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes) {
     item_carry<false, 3, V>(d, w, carry, b, c0, lanes, true, !d.causal);
   });
@@ -417,23 +424,7 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
   using V = PackOf<A>;
   const int W = PackWidth<A>::value;
   const FastPlan plan = fast_plan(d, w, u);
-  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
-    if constexpr (std::is_same<A, float>::value) {
-      if (plan.ok[c0 / 16]) {
-        const PF& lam = plan.lam[c0 / 16];
-        State<PF> left, right;
-        i64 o = d.token0(b, j, c0);
-        PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 2
-        fast_summary<true>(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), lam,
-                           lanes, left, right, buf);
-        CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
-        cv.store(j, 0, left);
-        cv.store(j, 1, right);
-        return;
-      }
-    }
-    item_summary<true, 5, V>(d, k, v, w, carry, b, j, c0, lanes);
-  });
+  summaries<true, 5>(d, k, v, w, carry, plan);
   for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes) {
     item_carry<true, 5, V>(d, w, carry, b, c0, lanes, true, !d.causal);
   });
