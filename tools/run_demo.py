@@ -2,16 +2,18 @@
 the final metric. Everything runs on CPU in a few minutes.
 
     python tools/run_demo.py                # classification: VRWKV-T on sklearn digits
-    python tools/run_demo.py --epochs 2     # shorter run
+    python tools/run_demo.py --epochs 2     # shorter run (the LR schedule is shortened too)
     python tools/run_demo.py --task det     # Mask R-CNN, VRWKV-T adapter, generated shapes (COCO format)
     python tools/run_demo.py --task seg     # UperNet, VRWKV-T adapter, generated shapes (ADE20K format)
 """
 import argparse
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
 import time
+from typing import List, Optional
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 DEMOS = {
@@ -28,20 +30,70 @@ DEMOS = {
 }
 
 
-def run_demo(name: str, work_dir: str, epochs=None) -> dict:
+def shorten_schedule(cfg, epochs: int) -> List[str]:
+    """Set ``cfg`` (an mmengine ``Config``) to train ``epochs`` epochs, LR schedule included.
+
+    ``--cfg-options train_cfg.max_epochs=N`` alone would leave the schedulers on the config's
+    own length (a cosine/poly decay cut off half-way, a step that never comes). Here every
+    epoch-based scheduler that ends at the old ``max_epochs`` ends at ``epochs``; step
+    milestones scale with the length (at least epoch 1, before the end); one that would start
+    at or after the new end (e.g. the cosine after a one-epoch warm-up when ``epochs=1``) is
+    removed. Schedulers counted in iterations (warm-ups) are left as they are. Returns one
+    line per change, for the log.
+    """
+    if epochs < 1:
+        raise ValueError(f'epochs must be >= 1, got {epochs}')
+    old = int(cfg.train_cfg.max_epochs)
+    changes = [f'max_epochs {old} -> {epochs}']
+    cfg.train_cfg.max_epochs = epochs
+    val = cfg.train_cfg.get('val_interval', None)
+    if val is not None and (val == old or val > epochs):
+        cfg.train_cfg.val_interval = epochs  # validate at the end, as the config does
+    kept = []
+    for i, sch in enumerate(cfg.get('param_scheduler', None) or []):
+        name = f'param_scheduler[{i}] {sch.get("type")}'
+        if not sch.get('by_epoch', True):
+            kept.append(sch)
+            continue
+        if sch.get('end', old) >= old:
+            sch['end'] = epochs
+        if sch.get('begin', 0) >= sch.get('end', epochs):
+            changes.append(f'{name} removed (starts at epoch {sch["begin"]} >= {epochs})')
+            continue
+        if 'milestones' in sch:
+            ms = sorted({min(max(1, round(m * epochs / old)), max(epochs - 1, 1))
+                         for m in sch['milestones']})
+            changes.append(f'{name} milestones {list(sch["milestones"])} -> {ms}')
+            sch['milestones'] = ms
+        changes.append(f'{name} epochs [{sch.get("begin", 0)}, {sch["end"]})')
+        kept.append(sch)
+    if 'param_scheduler' in cfg:
+        cfg.param_scheduler = kept
+    return changes
+
+
+def run_demo(name: str, work_dir: str, epochs: Optional[int] = None) -> dict:
+    """Generate the demo's dataset, train, test the last checkpoint; return its metrics."""
     demo = DEMOS[name]
     py = sys.executable
     subprocess.run([py, osp.join(ROOT, demo['data'][0]), osp.join(ROOT, demo['data'][1])],
                    check=True, cwd=ROOT)
-    cmd = [py, osp.join(ROOT, 'tools/train.py'), demo['config'], '--work-dir', work_dir]
+    config = demo['config']
     if epochs is not None:
-        cmd += ['--cfg-options', f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}']
+        from mmengine.config import Config
+        cfg = Config.fromfile(osp.join(ROOT, config))
+        for line in shorten_schedule(cfg, epochs):
+            print(f'[demo {name}] {line}')
+        os.makedirs(work_dir, exist_ok=True)
+        config = osp.join(work_dir, f'{name}_demo_{epochs}e.py')
+        cfg.dump(config)
+    cmd = [py, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', work_dir]
     t0 = time.time()
     subprocess.run(cmd, check=True, cwd=ROOT)
     minutes = (time.time() - t0) / 60
     ckpt = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
     out = osp.join(work_dir, 'final_metrics.json')
-    subprocess.run([py, osp.join(ROOT, 'tools/test.py'), demo['config'], ckpt, '--work-dir', work_dir,
+    subprocess.run([py, osp.join(ROOT, 'tools/test.py'), config, ckpt, '--work-dir', work_dir,
                     '--out', out], check=True, cwd=ROOT)
     metrics = json.load(open(out))
     for key, target in demo['targets'].items():
