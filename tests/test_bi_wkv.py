@@ -1,6 +1,7 @@
-"""Tests of the Bi-WKV op (DESIGN.md section 3): every backend against the float64 O(T^2)
-reference, gradients, chunk boundaries, extreme values, the original kernels' chunk-boundary
-deviation, input checks, low precision, torch.compile / jit.trace, determinism, CUDA.
+"""Tests of the Bi-WKV op (formula in mmvrwkv/ops/bi_wkv_reference.py): every backend against
+the float64 O(T^2) reference, gradients, chunk boundaries, extreme values, the original kernels'
+chunk-boundary deviation, input checks, low precision, torch.compile / jit.trace, determinism,
+CUDA.
 
 Error measure: ``max|x - ref| / max(max|ref|, floor)``. Outputs use no floor; gradients use an
 absolute floor of ``GRAD_FLOOR`` (v and grad_y are unit-scale here, so gradients are O(1); the
@@ -166,7 +167,7 @@ def reference_blocked_fb(w, u, k, v, gy, causal=False, block=64):
 
 
 def test_reference_matches_direct_summation():
-    """bi_wkv_reference against a literal double loop over the formula of DESIGN.md 3."""
+    """bi_wkv_reference against a literal double loop over the formula."""
     B, T, C = 2, 6, 3
     w, u, k, v = make_inputs(B, T, C, dtype=F64, seed=3, decay=4.0)
     for causal in (False, True):

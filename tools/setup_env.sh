@@ -11,7 +11,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$(cd "$VENV" && pwd)/bin/python"
 export PYTHON="$PY"
-# Keep setuptools<82 and the torch pair fixed through every later install step.
+# Keep setuptools (>=77,<80) and the torch pair fixed through every later install step.
 export PIP_CONSTRAINT="$PWD/requirements/constraints.txt"
 $PY -m pip install -q -r requirements/build.txt
 $PY -m pip install -q -r requirements/torch.txt

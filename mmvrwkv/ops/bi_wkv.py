@@ -1,8 +1,8 @@
 """Public Bi-WKV op: input checks and backend choice.
 
-Backends compute the same function (DESIGN.md section 3):
+Backends compute the same function, the formula of :mod:`.bi_wkv_reference`:
 
-* ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16/fp64 in and out, fp32 math);
+* ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16 in and out with fp32 math; fp64 in fp64);
 * ``'cpu'``: compiled CPU kernel (SIMD over channels, torch's thread pool);
 * ``'torch'``: portable O(T) pure PyTorch (tracing, ONNX export, FLOP counting, no extension);
 * ``'reference'``: O(T^2) float64 summation (tests only; returns k's dtype here).
@@ -93,7 +93,7 @@ def _exporting() -> bool:
 def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
            backend: str = 'auto', causal: bool = False,
            chunk_len: Optional[int] = None) -> torch.Tensor:
-    """Bidirectional WKV attention (Vision-RWKV, DESIGN.md section 3).
+    """Bidirectional WKV attention (Vision-RWKV; formula in :mod:`.bi_wkv_reference`).
 
     Args:
         w: decay ``[C]``, already divided by the token count T (``spatial_decay / T``).

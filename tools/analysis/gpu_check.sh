@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (DESIGN.md section 6), for a GPU machine without network access
+# The one prepared GPU check, for a GPU machine without network access
 # (Python 3.12, torch + nvcc, no mmengine/mmcv). From the repository root, in one run of a few
 # minutes, it:
 #   1. records nvidia-smi and the Python/torch environment;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage what tools/analysis/gpu_check.sh needs on a GPU machine without network access:
-# the wheels of mmengine and its pure-Python dependencies (DESIGN.md section 6), copied into
+# the wheels of mmengine and its pure-Python dependencies, copied into
 # the git-ignored folder .device/wheels of this checkout so that they can travel with it.
 #
 #   bash tools/analysis/prepare_device.sh [WHEEL_DIR]
