@@ -12,25 +12,9 @@
 # Without a visible GPU (e.g. CUDA_VISIBLE_DEVICES=) the processes train on the CPU with gloo.
 # The repository root is prepended to PYTHONPATH, so a clone works without installing.
 set -euo pipefail
-if [ $# -lt 2 ]; then
-  echo "usage: $0 CONFIG GPUS [train.py args...]" >&2
-  exit 2
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"
+usage_check 2 $# "$0 CONFIG GPUS [train.py args...]"
 CONFIG=$1
 GPUS=$2
 shift 2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" -m torch.distributed.run \
-  --nnodes="$NNODES" \
-  --node_rank="$NODE_RANK" \
-  --master_addr="$MASTER_ADDR" \
-  --master_port="$PORT" \
-  --nproc_per_node="$GPUS" \
-  "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "$@"
+torchrun_exec "$GPUS" train.py "$CONFIG" --launcher pytorch "$@"
