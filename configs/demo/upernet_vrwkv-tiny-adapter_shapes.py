@@ -8,7 +8,7 @@
 # Same model family as configs/upernet/upernet_vrwkv-tiny-adapter_8xb2-160k_ade20k-512x512.py;
 # the differences are for one CPU device and small images: BN instead of SyncBN, no
 # pretrained checkpoint, narrower heads (128 / 64 channels instead of 512 / 256), whole-image
-# inference, fp32, no layer decay, an epoch-based schedule.
+# inference, fp32, no layer decay, an epoch-based schedule, background weighted 0.2 in the loss.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/default_runtime.py',
@@ -27,6 +27,10 @@ metainfo = dict(classes=classes,
 num_classes = len(classes)
 embed_dims = 192
 norm_cfg = dict(type='BN', requires_grad=True)  # one device: BN, not SyncBN
+# The background is ~85 % of the pixels and is learnt first (IoU ~98 after a few epochs); the
+# shape classes are what is left to learn, so background pixels weigh 0.2 in the loss:
+# 52.9 mIoU after 14 epochs vs 52.0 after 15 unweighted (same seed, 2 cores).
+class_weight = [0.2, 1.0, 1.0, 1.0]
 
 model = dict(
     pretrained=None,
@@ -41,10 +45,14 @@ model = dict(
         norm_cfg=norm_cfg),
     decode_head=dict(
         in_channels=[embed_dims] * 4, channels=128, num_classes=num_classes,
-        norm_cfg=norm_cfg),
+        norm_cfg=norm_cfg,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+                         class_weight=class_weight)),
     auxiliary_head=dict(
         in_channels=embed_dims, in_index=2, channels=64, num_classes=num_classes,
-        norm_cfg=norm_cfg),
+        norm_cfg=norm_cfg,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4,
+                         class_weight=class_weight)),
     test_cfg=dict(mode='whole'))
 
 train_pipeline = [
@@ -82,7 +90,7 @@ test_evaluator = val_evaluator
 
 # From scratch: AdamW, no layer decay (rate 1.0; the constructor still keeps norms, biases,
 # 1-D params and pos_embed out of weight decay); warm-up, then poly decay to 0.
-max_epochs = 15
+max_epochs = 14  # ~14 min on 2 cores (0.55 s per step of 4 images)
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
