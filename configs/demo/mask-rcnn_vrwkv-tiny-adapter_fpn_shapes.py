@@ -87,7 +87,7 @@ test_evaluator = val_evaluator
 
 # From scratch: AdamW, no layer decay (rate 1.0; the constructor still keeps norms, biases,
 # 1-D params and pos_embed out of weight decay), gradient clipping for a stable start.
-max_epochs = 12
+max_epochs = 9  # 13.8 min on 2 cores (~0.9 s per step of 4 images); 12 epochs took 19.8 min
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
