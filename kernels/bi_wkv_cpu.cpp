@@ -109,6 +109,21 @@ template <class A> FastPlan fast_plan(const Dims& d, const A* w, const A* u) {
   return p;
 }
 
+// What a fast-path call needs of one work item (batch b, chunk j, pack at channel c0): the
+// offset of its first token, its length and first position, and the pack's w, u and exp(-w).
+struct FastItem {
+  i64 o;
+  int n;
+  PF t0, w, u;
+  const PF* lam;
+};
+template <class A>
+inline FastItem fast_item(const Dims& d, const FastPlan& plan, const A* w, const A* u, i64 b,
+                          int j, i64 c0, int lanes) {
+  return FastItem{d.token0(b, j, c0), (int)d.chunk_size(j), PF(d.chunk_start(j)),
+                  Io<PF>::ld(w + c0, lanes), Io<PF>::ld(u + c0, lanes), &plan.lam[c0 / 16]};
+}
+
 // Largest k of a chunk.
 template <class T> inline PF chunk_kmax(const T* k, i64 ts, int len, int lanes) {
   PF K(Empty<float>::value);
@@ -403,13 +418,11 @@ void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
       if (plan.ok[c0 / 16]) {
-        const PF& lam = plan.lam[c0 / 16];
+        const FastItem f = fast_item(d, plan, w, u, b, j, c0, lanes);
         CarryView<PF, A, 3> cv = carry_view<PF, A, 3>(d, carry, b, c0, lanes);
-        i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State >= 3
-        fast_forward(k + o, v + o, y + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes),
-                     Io<PF>::ld(u + c0, lanes), lam, PF(d.chunk_start(j)), lanes, cv.load(j, 0),
-                     cv.load(j, 1), buf);
+        fast_forward(k + f.o, v + f.o, y + f.o, d.C, f.n, f.w, f.u, *f.lam, f.t0, lanes,
+                     cv.load(j, 0), cv.load(j, 1), buf);
         return;
       }
     }
@@ -431,15 +444,13 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
   for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
     if constexpr (std::is_same<A, float>::value) {
       if (plan.ok[c0 / 16]) {
-        const PF& lam = plan.lam[c0 / 16];
+        const FastItem f = fast_item(d, plan, w, u, b, j, c0, lanes);
         CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
         CarryView<PF, A, 3> pv = carry_view<PF, A, 3>(d, pcarry, b, c0, lanes);
-        i64 o = d.token0(b, j, c0);
         PF* buf = reinterpret_cast<PF*>(scratch<PF>(d.chunk_len));  // 5 packs per State
         PF gw, gu;
         State<PF> pl, pr;
-        fast_backward_stats(k + o, v + o, g + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes),
-                            Io<PF>::ld(u + c0, lanes), lam, PF(d.chunk_start(j)), lanes,
+        fast_backward_stats(k + f.o, v + f.o, g + f.o, d.C, f.n, f.w, f.u, *f.lam, f.t0, lanes,
                             cv.load(j, 0), cv.load(j, 1), buf, gw, gu, pl, pr);
         pv.store(j, 0, pl);
         pv.store(j, 1, pr);
@@ -459,14 +470,12 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
     State<V>* buf = scratch<V>(2 * (size_t)d.chunk_len);
     if constexpr (std::is_same<A, float>::value) {
       if (plan.ok[c0 / 16]) {
-        const PF& lam = plan.lam[c0 / 16];
+        const FastItem f = fast_item(d, plan, w, u, b, j, c0, lanes);
         CarryView<PF, A, 5> cv = carry_view<PF, A, 5>(d, carry, b, c0, lanes);
         CarryView<PF, A, 3> pv = carry_view<PF, A, 3>(d, pcarry, b, c0, lanes);
-        i64 o = d.token0(b, j, c0);
-        if (fast_backward_kv(k + o, v + o, g + o, gk + o, gv + o, d.C, d.chunk_size(j),
-                             Io<PF>::ld(w + c0, lanes), Io<PF>::ld(u + c0, lanes), lam,
-                             PF(d.chunk_start(j)), lanes, cv.load(j, 0), cv.load(j, 1),
-                             pv.load(j, 0), pv.load(j, 1), reinterpret_cast<PF*>(buf)))
+        if (fast_backward_kv(k + f.o, v + f.o, g + f.o, gk + f.o, gv + f.o, d.C, f.n, f.w, f.u,
+                             *f.lam, f.t0, lanes, cv.load(j, 0), cv.load(j, 1), pv.load(j, 0),
+                             pv.load(j, 1), reinterpret_cast<PF*>(buf)))
           return;
       }
     }

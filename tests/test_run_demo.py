@@ -64,3 +64,9 @@ def test_shortened_config_dumps_and_reloads(tmp_path):
 def test_bad_epochs():
     with pytest.raises(ValueError, match='epochs must be >= 1'):
         run_demo.shorten_schedule(_cfg('cls'), 0)
+
+
+def test_cli_rejects_nonpositive_epochs(capsys):
+    with pytest.raises(SystemExit):
+        run_demo.main(['--epochs', '0'])
+    assert '--epochs: must be an integer >= 1, got 0' in capsys.readouterr().err

@@ -105,11 +105,20 @@ def run_demo(name: str, work_dir: str, epochs: Optional[int] = None) -> dict:
     return metrics
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of ``--epochs``: an integer >= 1 (checked before any work starts)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be an integer >= 1, got {value}')
+    return value
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--task', choices=sorted(DEMOS), default='cls')
     p.add_argument('--work-dir', default=None, help='default: work_dirs/demo_<task>')
-    p.add_argument('--epochs', type=int, default=None, help='override the number of epochs')
+    p.add_argument('--epochs', type=_positive_int, default=None,
+                   help='train this many epochs (the LR schedule follows)')
     args = p.parse_args(argv)
     run_demo(args.task, args.work_dir or osp.join(ROOT, 'work_dirs', f'demo_{args.task}'), args.epochs)
 
