@@ -412,6 +412,7 @@ class VRWKV(BaseModule):
             if i == last and self.final_norm:
                 x = self.ln1(x)
             if i in self.out_indices:
+                # contiguous NCHW, not a channels-last view: see VRWKVAdapter.forward
                 outs.append(x.reshape(B, patch_resolution[0], patch_resolution[1],
-                                      -1).permute(0, 3, 1, 2))
+                                      -1).permute(0, 3, 1, 2).contiguous())
         return tuple(outs)

@@ -381,4 +381,8 @@ class VRWKVAdapter(VRWKV):
                     f = F.interpolate(f, size=size, mode='bilinear', align_corners=False)
                 maps[i] = maps[i] + f
         norms = (self.norm1, self.norm2, self.norm3, self.norm4)
-        return tuple(norm(m) for norm, m in zip(norms, maps))
+        # The token -> map reshapes above give channels-last strided views, which norms and
+        # convs carry through. Downstream ops may assume NCHW-contiguous memory: mmcv's CPU
+        # RoIAlign reads such a tensor as if it were NCHW and returns wrong features without
+        # an error (Mask R-CNN then cannot learn). So the maps leave here contiguous.
+        return tuple(norm(m).contiguous() for norm, m in zip(norms, maps))
