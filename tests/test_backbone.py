@@ -96,6 +96,8 @@ def test_out_indices():
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 32, 32))
     assert len(outs) == 3 and all(o.shape == (1, 32, 2, 2) for o in outs)
+    # NCHW-contiguous, not channels-last views (mmcv's CPU RoIAlign misreads those)
+    assert all(o.is_contiguous() for o in outs)
     assert VRWKV(depth=4, embed_dims=32, out_indices=-4).out_indices == (0,)
     assert VRWKV(depth=4, embed_dims=32, out_indices=3).out_indices == (3,)
     for bad in (4, -5, [0, 4], [], 'a', [1.5], None):
