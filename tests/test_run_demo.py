@@ -43,10 +43,11 @@ def test_det_milestones_scale():
     cfg = _cfg('det')
     old = cfg.train_cfg.max_epochs
     step = cfg.param_scheduler[1]
-    assert step.milestones == [int(old * 0.75)]
+    milestone = step.milestones[0]
+    assert 1 <= milestone < old
     run_demo.shorten_schedule(cfg, 4)
     step = cfg.param_scheduler[1]
-    assert step.end == 4 and step.milestones == [round(int(old * 0.75) * 4 / old)]
+    assert step.end == 4 and step.milestones == [round(milestone * 4 / old)]
     run_demo.shorten_schedule(cfg, 1)  # clamped to epoch 1: no LR step in a 1-epoch run
     assert cfg.param_scheduler[1].milestones == [1]
 
