@@ -71,3 +71,9 @@ def test_cli_rejects_nonpositive_epochs(capsys):
     with pytest.raises(SystemExit):
         run_demo.main(['--epochs', '0'])
     assert '--epochs: must be an integer >= 1, got 0' in capsys.readouterr().err
+
+
+def test_cli_rejects_non_integer_epochs(capsys):
+    with pytest.raises(SystemExit):
+        run_demo.main(['--epochs', 'ten'])
+    assert '--epochs: must be an integer >= 1, got ten' in capsys.readouterr().err

@@ -107,9 +107,12 @@ def run_demo(name: str, work_dir: str, epochs: Optional[int] = None) -> dict:
 
 def _positive_int(text: str) -> int:
     """argparse type of ``--epochs``: an integer >= 1 (checked before any work starts)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be an integer >= 1, got {value}')
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f'must be an integer >= 1, got {text}')
     return value
 
 
