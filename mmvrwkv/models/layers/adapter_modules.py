@@ -12,8 +12,10 @@
 Only torch is needed to import this module. The deformable sampling uses mmcv's
 ``MultiScaleDeformableAttnFunction`` for CUDA tensors and mmcv's
 ``multi_scale_deformable_attn_pytorch`` otherwise; when mmcv is not installed, an equivalent
-pure-PyTorch sampler (``grid_sample`` based, :func:`ms_deform_attn_sampling_torch`) is used
-on every device, so the adapter also runs where mmcv is absent.
+pure-PyTorch sampler (``grid_sample`` based, :func:`ms_deform_attn_sampling_torch`, the
+reference) is used on every device, so the adapter also runs where mmcv is absent. Small maps
+on the CPU (the demos' 128 px inputs) take :func:`ms_deform_attn_sampling_dense`, the same
+sampling as one matrix product.
 """
 import contextlib
 import math
@@ -115,6 +117,58 @@ def ms_deform_attn_sampling_torch(value: torch.Tensor, shapes: Sequence[Shape2d]
     return out.reshape(B, nH * D, Q).transpose(1, 2).contiguous()
 
 
+#: Largest dense sampling matrix (``B * nH * Q * S`` elements) for which the CPU takes
+#: :func:`ms_deform_attn_sampling_dense` instead of ``grid_sample``. Measured on 2 CPU cores
+#: (fwd + bwd, ``tools/analysis/benchmark_msda.py``): the dense form is 1.1-1.9x faster up to
+#: about 1M elements (a 128-192 px adapter input) and loses beyond it (2.4-4x slower at 384 px).
+DENSE_SAMPLING_MAX_ELEMENTS = 1 << 20
+
+
+def ms_deform_attn_sampling_dense(value: torch.Tensor, shapes: Sequence[Shape2d],
+                                  sampling_locations: torch.Tensor,
+                                  attention_weights: torch.Tensor) -> torch.Tensor:
+    """The sampling of :func:`ms_deform_attn_sampling_torch` as one dense matrix product.
+
+    Bilinear sampling followed by the attention-weighted sum is linear in ``value``: for each
+    batch item and head, ``out = M @ value`` with ``M [Q, S]`` holding, for every query, the
+    attention weight times the bilinear weight of each of the four pixels around each of its
+    sampling points (zero for pixels outside the map, as ``grid_sample``'s zero padding).
+    ``M`` is built with one ``scatter_add_``; autograd differentiates through the bilinear
+    weights (locations), the attention weights and the product (value).
+
+    Cost grows with ``Q * S`` instead of ``Q * L * P``: cheaper than ``grid_sample`` on the CPU
+    for small maps only (see :data:`DENSE_SAMPLING_MAX_ELEMENTS`). Same arguments and result
+    as :func:`ms_deform_attn_sampling_torch`.
+    """
+    B, S, nH, D = value.shape
+    Q, L = sampling_locations.shape[1], sampling_locations.shape[3]
+    device = value.device
+    h = torch.tensor([s[0] for s in shapes], device=device).view(L, 1)
+    w = torch.tensor([s[1] for s in shapes], device=device).view(L, 1)
+    sizes = [hh * ww for hh, ww in shapes]
+    start = torch.tensor([sum(sizes[:i]) for i in range(L)], device=device).view(L, 1)
+    loc = sampling_locations.transpose(1, 2)  # [B, nH, Q, L, P, 2]
+    attn = attention_weights.transpose(1, 2)  # [B, nH, Q, L, P]
+    x = loc[..., 0] * w - 0.5  # pixel coordinates (align_corners=False)
+    y = loc[..., 1] * h - 0.5
+    x0, y0 = x.detach().floor(), y.detach().floor()
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    # is the left/right (top/bottom) neighbour inside the map?
+    in_x0, in_x1 = (x0 >= 0) & (x0 < w), (x0 >= -1) & (x0 < w - 1)
+    in_y0, in_y1 = (y0 >= 0) & (y0 < h), (y0 >= -1) & (y0 < h - 1)
+    ax0, ax1 = attn * (1 - fx) * in_x0, attn * fx * in_x1
+    wy0, wy1 = (1 - fy) * in_y0, fy * in_y1
+    weight = torch.stack((ax0 * wy0, ax1 * wy0, ax0 * wy1, ax1 * wy1), -1)
+    corner = start + y0 * w + x0  # top-left neighbour's token index
+    # pixels outside the map have weight 0; clamping only keeps their index in range
+    index = torch.stack((corner, corner + 1, corner + w, corner + w + 1), -1).clamp_(0, S - 1)
+    dense = value.new_zeros(B, nH, Q, S).scatter_add_(
+        -1, index.view(B, nH, Q, -1), weight.view(B, nH, Q, -1))
+    out = dense @ value.transpose(1, 2)  # [B, nH, Q, D]
+    return out.transpose(1, 2).reshape(B, Q, nH * D)
+
+
 def _largest_divisor_upto(n: int, cap: int) -> int:
     step = max(1, min(n, cap))
     while n % step:
@@ -127,8 +181,9 @@ def ms_deform_attn_sampling(value: torch.Tensor, spatial_shapes: torch.Tensor,
                             sampling_locations: torch.Tensor, attention_weights: torch.Tensor,
                             im2col_step: int = 64) -> torch.Tensor:
     """Dispatch of the deformable sampling (see :func:`ms_deform_attn_sampling_torch` for
-    the shapes): mmcv's CUDA function for CUDA tensors, mmcv's PyTorch implementation on
-    other devices, our own PyTorch version without mmcv.
+    the shapes): mmcv's CUDA function for CUDA tensors; on other devices the dense form
+    (:func:`ms_deform_attn_sampling_dense`) for small maps on the CPU, else mmcv's PyTorch
+    implementation, or our own PyTorch version without mmcv.
 
     Half/bfloat16 inputs (AMP) are sampled in float32 with autocast off (mmcv's kernel has no
     half path, and sampling locations need float32 precision); the result is cast back to
@@ -143,8 +198,13 @@ def ms_deform_attn_sampling(value: torch.Tensor, spatial_shapes: torch.Tensor,
     no_autocast = torch.autocast(device_type, enabled=False) \
         if device_type in ('cuda', 'cpu') else contextlib.nullcontext()
     mmcv_fns = _mmcv_msda()
+    B, S, nH, _ = value.shape
+    dense_elements = B * nH * sampling_locations.shape[1] * S
     with no_autocast:
-        if mmcv_fns is None:
+        if device_type == 'cpu' and dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS:
+            out = ms_deform_attn_sampling_dense(value, shapes, sampling_locations,
+                                                attention_weights)
+        elif mmcv_fns is None:
             out = ms_deform_attn_sampling_torch(value, shapes, sampling_locations,
                                                 attention_weights)
         elif value.is_cuda:
@@ -317,6 +377,11 @@ class SpatialPriorModule(nn.Module):
         self.fc4 = nn.Conv2d(4 * inplanes, embed_dims, 1)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.device.type == 'cpu':
+            # oneDNN's convs (and the max-pool) are ~20 % faster channels-last on the CPU
+            # (fwd + bwd of this module, 128 px, 2 cores: 62 vs 75 ms); the outputs keep that
+            # layout, so flattening them to tokens ([B, HW, C]) needs no copy.
+            x = x.contiguous(memory_format=torch.channels_last)
         c1 = self.stem(x)
         c2 = self.conv2(c1)
         c3 = self.conv3(c2)
