@@ -11,8 +11,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmvrwkv.models import VRWKV, VRWKVAdapter
-from mmvrwkv.models.layers.adapter_modules import (ConvFFN, MSDeformAttn, build_norm2d,
-                                                   deform_inputs,
+from mmvrwkv.models.layers import adapter_modules
+from mmvrwkv.models.layers.adapter_modules import (ConvFFN, MSDeformAttn, SpatialPriorModule,
+                                                   build_norm2d, deform_inputs,
+                                                   ms_deform_attn_sampling,
+                                                   ms_deform_attn_sampling_dense,
                                                    ms_deform_attn_sampling_torch,
                                                    reference_points)
 
@@ -359,6 +362,92 @@ def test_sampler_matches_mmcv():
     theirs = mmcv_msda.multi_scale_deformable_attn_pytorch(value, torch.tensor(shapes), loc,
                                                            weights)
     torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize('shapes', [[(4, 6), (2, 3), (1, 2)], [(5, 5)], [(3, 7), (1, 1)]])
+def test_dense_sampling_matches_grid_sample(shapes):
+    """The dense form gives the reference's output and all three gradients (float64), with
+    points inside, on pixel centres and edges, and outside the maps."""
+    torch.manual_seed(0)
+    S, L = sum(h * w for h, w in shapes), len(shapes)
+    value = torch.randn(2, S, 3, 5, dtype=torch.float64, requires_grad=True)
+    loc = torch.rand(2, 9, 3, L, 4, 2, dtype=torch.float64) * 1.6 - 0.3
+    h, w = shapes[0]
+    loc[0, 0, :, :, 0] = torch.tensor([0.5 / w, 0.5 / h])  # a pixel centre of level 0
+    loc[0, 1, :, :, 0] = 0.0  # the map's corner: three of four neighbours outside
+    loc[0, 2, :, :, 0] = torch.tensor([1.0, 0.3])  # right edge
+    loc[1, 0, :, :, :] = -0.7  # far outside: all weights zero
+    loc.requires_grad_()
+    weights = torch.rand(2, 9, 3, L, 4, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 9, 15, dtype=torch.float64)
+    results = []
+    for fn in (ms_deform_attn_sampling_torch, ms_deform_attn_sampling_dense):
+        out = fn(value, shapes, loc, weights)
+        results.append([out] + list(torch.autograd.grad(out, (value, loc, weights), grad)))
+    for ref, dense in zip(*results):
+        torch.testing.assert_close(dense, ref)
+    assert results[1][0][1, 0].abs().max() == 0  # the far-outside query samples zeros
+
+
+def test_dense_sampling_gradcheck():
+    torch.manual_seed(0)
+    shapes = [(3, 4), (2, 2)]
+    value = torch.randn(1, 16, 2, 3, dtype=torch.float64, requires_grad=True)
+    # away from pixel-grid lines, where bilinear sampling is not differentiable
+    loc = (torch.rand(1, 5, 2, 2, 2, 2, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
+    weights = torch.rand(1, 5, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda v, p, a: ms_deform_attn_sampling_dense(v, shapes, p, a), (value, loc, weights))
+
+
+@pytest.mark.parametrize('threshold,expected', [(None, 'dense'), (0, 'grid_sample')])
+def test_sampling_dispatch_on_cpu(monkeypatch, threshold, expected):
+    """Small maps on the CPU take the dense form, larger ones the grid_sample path (mmcv's or
+    ours); both give the same result, also for float16 inputs (computed in float32)."""
+    if threshold is not None:
+        monkeypatch.setattr(adapter_modules, 'DENSE_SAMPLING_MAX_ELEMENTS', threshold)
+    calls = []
+    real_dense = adapter_modules.ms_deform_attn_sampling_dense
+
+    def spy(*args):
+        calls.append('dense')
+        return real_dense(*args)
+    monkeypatch.setattr(adapter_modules, 'ms_deform_attn_sampling_dense', spy)
+    torch.manual_seed(0)
+    shapes = [(4, 6), (2, 3)]
+    value = torch.randn(2, 30, 2, 4)
+    loc = torch.rand(2, 7, 2, 2, 4, 2)
+    weights = torch.rand(2, 7, 2, 2, 4)
+    out = ms_deform_attn_sampling(value, torch.tensor(shapes), torch.tensor([0, 24]), shapes,
+                                  loc, weights)
+    assert calls == (['dense'] if expected == 'dense' else [])
+    torch.testing.assert_close(out, ms_deform_attn_sampling_torch(value, shapes, loc, weights))
+    half = ms_deform_attn_sampling(value.half(), torch.tensor(shapes), torch.tensor([0, 24]),
+                                   shapes, loc.half(), weights.half())
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), out, rtol=1e-2, atol=1e-2)
+    # tracing (FLOP counting) records the grid_sample path at any size
+    calls.clear()
+    traced = torch.jit.trace(
+        lambda v: ms_deform_attn_sampling(v, torch.tensor(shapes), torch.tensor([0, 24]),
+                                          shapes, loc, weights), (value,), check_trace=False)
+    assert calls == [] and 'grid_sampler' in str(traced.graph)
+
+
+def test_spatial_prior_channels_last_on_cpu():
+    """On the CPU the stem runs channels-last; the maps equal the plain NCHW computation."""
+    torch.manual_seed(0)
+    spm = SpatialPriorModule(8, 12).eval()
+    x = torch.randn(2, 3, 64, 64)
+    outs = spm(x)
+    c1 = spm.stem(x)
+    c2 = spm.conv2(c1)
+    c3 = spm.conv3(c2)
+    c4 = spm.conv4(c3)
+    expected = (spm.fc1(c1), spm.fc2(c2), spm.fc3(c3), spm.fc4(c4))
+    for out, ref in zip(outs, expected):
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_msdeform_attn_identity_sampling():

@@ -93,7 +93,9 @@ max_epochs = 8
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    # fused: one kernel for all parameters (CPU and CUDA), same update as the loop version
+    optimizer=dict(type='AdamW', lr=6e-4, betas=(0.9, 0.999), weight_decay=0.05,
+                   fused=True),
     constructor='mmvrwkv.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(num_layers=12, layer_decay_rate=1.0),
     clip_grad=dict(max_norm=10.0))

@@ -47,7 +47,9 @@ What is counted (``--convention mmcv``, the default; the convention of mmcv's
 * the adapter's multi-scale deformable attention: its projections are linear layers; its
   bilinear sampling is counted at 4 per sampled value (mmengine's ``grid_sampler`` handle)
   when the model runs on the CPU (``--device cpu``, the default), where mmcv computes it
-  with ``grid_sample``; mmcv's CUDA kernel is opaque, so ``--device cuda`` omits it.
+  with ``grid_sample`` (so does the adapter while traced, also for the small maps it
+  otherwise samples with one matrix product); mmcv's CUDA kernel is opaque, so
+  ``--device cuda`` omits it.
 
 Not counted (in either convention, as in mmcv): element-wise ops (add, mul, lerp, sigmoid,
 relu, square, tanh, softmax, ...), the Q-Shift data movement, indexing/reshapes. mmcv would

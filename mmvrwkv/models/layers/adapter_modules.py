@@ -183,7 +183,9 @@ def ms_deform_attn_sampling(value: torch.Tensor, spatial_shapes: torch.Tensor,
     """Dispatch of the deformable sampling (see :func:`ms_deform_attn_sampling_torch` for
     the shapes): mmcv's CUDA function for CUDA tensors; on other devices the dense form
     (:func:`ms_deform_attn_sampling_dense`) for small maps on the CPU, else mmcv's PyTorch
-    implementation, or our own PyTorch version without mmcv.
+    implementation, or our own PyTorch version without mmcv. While tracing (FLOP analysis,
+    ``tools/analysis/get_flops.py``) the CPU always takes the ``grid_sample`` path: its cost,
+    4 FLOPs per sampled value, is the one counted, whatever the map size.
 
     Half/bfloat16 inputs (AMP) are sampled in float32 with autocast off (mmcv's kernel has no
     half path, and sampling locations need float32 precision); the result is cast back to
@@ -201,7 +203,8 @@ def ms_deform_attn_sampling(value: torch.Tensor, spatial_shapes: torch.Tensor,
     B, S, nH, _ = value.shape
     dense_elements = B * nH * sampling_locations.shape[1] * S
     with no_autocast:
-        if device_type == 'cpu' and dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS:
+        if device_type == 'cpu' and dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS \
+                and not torch.jit.is_tracing():
             out = ms_deform_attn_sampling_dense(value, shapes, sampling_locations,
                                                 attention_weights)
         elif mmcv_fns is None:
@@ -557,5 +560,6 @@ def init_adapter_weights(m: nn.Module) -> None:
 
 
 __all__ = ['build_norm2d', 'ms_deform_attn_sampling', 'ms_deform_attn_sampling_torch',
+           'ms_deform_attn_sampling_dense', 'DENSE_SAMPLING_MAX_ELEMENTS',
            'MSDeformAttn', 'reference_points', 'deform_inputs', 'SpatialPriorModule', 'DWConv',
            'ConvFFN', 'Injector', 'Extractor', 'InteractionBlock', 'init_adapter_weights']
