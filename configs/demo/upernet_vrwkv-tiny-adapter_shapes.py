@@ -95,7 +95,7 @@ test_evaluator = val_evaluator
 
 # From scratch: AdamW, no layer decay (rate 1.0; the constructor still keeps norms, biases,
 # 1-D params and pos_embed out of weight decay); warm-up, then poly decay to 0.
-max_epochs = 21  # 61.2 mIoU in 14.9-15.8 min (20 epochs: 59.3 in 13.6 min); README
+max_epochs = 21  # 63.0 mIoU, 13.1 min training on 2 cores (runs: README "Demos")
 optim_wrapper = dict(
     type='OptimWrapper',
     # fused: one kernel for all parameters (CPU and CUDA), same update as the loop version

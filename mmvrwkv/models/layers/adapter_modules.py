@@ -119,9 +119,11 @@ def ms_deform_attn_sampling_torch(value: torch.Tensor, shapes: Sequence[Shape2d]
 
 #: Largest dense sampling matrix (``B * nH * Q * S`` elements) for which the CPU takes
 #: :func:`ms_deform_attn_sampling_dense` instead of ``grid_sample``. Measured on 2 CPU cores
-#: (fwd + bwd, ``tools/analysis/benchmark_msda.py``): the dense form is 1.1-1.9x faster up to
-#: about 1M elements (a 128-192 px adapter input) and loses beyond it (2.4-4x slower at 384 px).
-DENSE_SAMPLING_MAX_ELEMENTS = 1 << 20
+#: (fwd + bwd, ``tools/analysis/benchmark_msda.py``, archs T/S/B, 128-384 px, batch 1 and 4):
+#: the dense form is up to 4x faster on small maps (1.6-1.7x for the T demos' batches of four
+#: 128 px images) and 2-5x slower at 384 px; with this bound the faster one is taken in 44 of
+#: the 48 cases, the other four costing at most 1.3x.
+DENSE_SAMPLING_MAX_ELEMENTS = 1 << 22
 
 
 def ms_deform_attn_sampling_dense(value: torch.Tensor, shapes: Sequence[Shape2d],
