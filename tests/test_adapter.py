@@ -389,6 +389,25 @@ def test_dense_sampling_matches_grid_sample(shapes):
     assert results[1][0][1, 0].abs().max() == 0  # the far-outside query samples zeros
 
 
+def test_dense_sampling_rejects_mismatched_inputs_and_takes_empty_queries():
+    shapes = [(4, 6), (2, 3)]
+    value = torch.randn(2, 30, 3, 5)
+    with pytest.raises(ValueError, match='sampling_locations'):  # batch 1 vs value's 2
+        ms_deform_attn_sampling_dense(value, shapes, torch.rand(1, 7, 3, 2, 4, 2),
+                                      torch.rand(1, 7, 3, 2, 4))
+    with pytest.raises(ValueError, match='attention_weights'):
+        ms_deform_attn_sampling_dense(value, shapes, torch.rand(2, 7, 3, 2, 4, 2),
+                                      torch.rand(2, 7, 3, 2, 3))
+    with pytest.raises(ValueError, match='2 levels'):
+        ms_deform_attn_sampling_dense(value, shapes, torch.rand(2, 7, 3, 1, 4, 2),
+                                      torch.rand(2, 7, 3, 1, 4))
+    empty = ms_deform_attn_sampling(value, torch.tensor(shapes), torch.tensor([0, 24]), shapes,
+                                    torch.rand(2, 0, 3, 2, 4, 2), torch.rand(2, 0, 3, 2, 4))
+    assert empty.shape == (2, 0, 15)
+    assert ms_deform_attn_sampling_dense(value, shapes, torch.rand(2, 0, 3, 2, 4, 2),
+                                         torch.rand(2, 0, 3, 2, 4)).shape == (2, 0, 15)
+
+
 def test_dense_sampling_gradcheck():
     torch.manual_seed(0)
     shapes = [(3, 4), (2, 2)]
@@ -422,9 +441,10 @@ def test_sampling_dispatch_on_cpu(monkeypatch, threshold, expected):
                                   loc, weights)
     assert calls == (['dense'] if expected == 'dense' else [])
     torch.testing.assert_close(out, ms_deform_attn_sampling_torch(value, shapes, loc, weights))
+    calls.clear()
     half = ms_deform_attn_sampling(value.half(), torch.tensor(shapes), torch.tensor([0, 24]),
                                    shapes, loc.half(), weights.half())
-    assert half.dtype == torch.float16
+    assert half.dtype == torch.float16 and calls == (['dense'] if expected == 'dense' else [])
     torch.testing.assert_close(half.float(), out, rtol=1e-2, atol=1e-2)
     # tracing (FLOP counting) records the grid_sample path at any size
     calls.clear()
@@ -434,20 +454,33 @@ def test_sampling_dispatch_on_cpu(monkeypatch, threshold, expected):
     assert calls == [] and 'grid_sampler' in str(traced.graph)
 
 
-def test_spatial_prior_channels_last_on_cpu():
-    """On the CPU the stem runs channels-last; the maps equal the plain NCHW computation."""
+@pytest.mark.parametrize('train', [False, True])
+def test_spatial_prior_channels_last_on_cpu(train):
+    """On the CPU the stem runs channels-last; maps and weight gradients equal the plain NCHW
+    computation (eval, and train mode with batch statistics)."""
     torch.manual_seed(0)
-    spm = SpatialPriorModule(8, 12).eval()
+    spm = SpatialPriorModule(8, 12).train(train)
     x = torch.randn(2, 3, 64, 64)
-    outs = spm(x)
-    c1 = spm.stem(x)
-    c2 = spm.conv2(c1)
-    c3 = spm.conv3(c2)
-    c4 = spm.conv4(c3)
-    expected = (spm.fc1(c1), spm.fc2(c2), spm.fc3(c3), spm.fc4(c4))
-    for out, ref in zip(outs, expected):
+    grads = [torch.randn(2, 12, 64 // s, 64 // s) for s in STRIDES]
+
+    def plain_nchw(x):
+        c1 = spm.stem(x)
+        c2 = spm.conv2(c1)
+        c3 = spm.conv3(c2)
+        c4 = spm.conv4(c3)
+        return spm.fc1(c1), spm.fc2(c2), spm.fc3(c3), spm.fc4(c4)
+
+    results = []
+    for fn in (spm, plain_nchw):
+        outs = fn(x)
+        weight_grads = torch.autograd.grad(outs, [p for p in spm.parameters()], grads)
+        results.append((outs, weight_grads))
+    for out in results[0][0]:
         assert out.is_contiguous(memory_format=torch.channels_last)
+    for out, ref in zip(results[0][0], results[1][0]):
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for g, ref in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_msdeform_attn_identity_sampling():

@@ -27,9 +27,10 @@ def test_sweep_rows_json_and_plot(bench, tmp_path, capsys, monkeypatch):
     # 64 px, tiny: injector 16 queries on 8x8 + 4x4 + 2x2 (84 tokens), extractor 84 on 4x4
     assert [(r['attention'], r['batch'], r['queries']) for r in rows] == [
         ('injector', 1, 16), ('injector', 2, 16), ('extractor', 1, 84), ('extractor', 2, 84)]
+    # 6 heads x 16 x 84 = 8064 elements per image: batch 1 under the threshold, batch 2 over
+    assert [r['dispatch'] for r in rows] == ['dense', 'grid_sample'] * 2
     for r in rows:
         assert r['dense_elements'] == r['batch'] * 6 * 16 * 84
-        assert r['dispatch'] == ('dense' if r['dense_elements'] <= 10_000 else 'grid_sample')
         assert r['grid_sample_ms'] > 0 and r['dense_ms'] > 0
         assert r['speedup'] == pytest.approx(r['grid_sample_ms'] / r['dense_ms'])
         assert r['max_rel_diff'] < 1e-5

@@ -28,7 +28,7 @@ against the dense element count with the dispatch threshold.
 
 Examples::
 
-    python tools/analysis/benchmark_msda.py                  # 128..384 px, batch 1 and 4
+    python tools/analysis/benchmark_msda.py                  # 128..384 px, batch 1, 2, 4
     python tools/analysis/benchmark_msda.py --quick --check  # a few seconds
     python tools/analysis/benchmark_msda.py --arch base --resolutions 128 256 --plot msda.png
 """
@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--arch', default='tiny', choices=sorted(VRWKVAdapter.arch_zoo))
     p.add_argument('--resolutions', type=int, nargs='+', default=[128, 192, 256, 384])
-    p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 4])
+    p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 2, 4])
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--repeat', type=int, default=10)
     p.add_argument('--quick', action='store_true',

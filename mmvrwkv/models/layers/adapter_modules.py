@@ -119,10 +119,11 @@ def ms_deform_attn_sampling_torch(value: torch.Tensor, shapes: Sequence[Shape2d]
 
 #: Largest dense sampling matrix (``B * nH * Q * S`` elements) for which the CPU takes
 #: :func:`ms_deform_attn_sampling_dense` instead of ``grid_sample``. Measured on 2 CPU cores
-#: (fwd + bwd, ``tools/analysis/benchmark_msda.py``, archs T/S/B, 128-384 px, batch 1 and 4):
-#: the dense form is up to 4x faster on small maps (1.6-1.7x for the T demos' batches of four
-#: 128 px images) and 2-5x slower at 384 px; with this bound the faster one is taken in 44 of
-#: the 48 cases, the other four costing at most 1.3x.
+#: (fwd + bwd, ``tools/analysis/benchmark_msda.py``, archs T/S/B, 128-384 px, batch 1/2/4):
+#: the dense form is up to 5x faster on small maps (1.8-1.9x for the T demos' batches of four
+#: 128 px images) and mostly slower at 384 px (up to 4.5x); with this bound the faster one is
+#: taken in 65 of the 72 cases, the other seven costing at most 1.6x. Read at every call: a
+#: program may set it (0 turns the dense form off) for a CPU with another crossover.
 DENSE_SAMPLING_MAX_ELEMENTS = 1 << 22
 
 
@@ -143,7 +144,15 @@ def ms_deform_attn_sampling_dense(value: torch.Tensor, shapes: Sequence[Shape2d]
     as :func:`ms_deform_attn_sampling_torch`.
     """
     B, S, nH, D = value.shape
-    Q, L = sampling_locations.shape[1], sampling_locations.shape[3]
+    Q, L, P = sampling_locations.shape[1], sampling_locations.shape[3], \
+        sampling_locations.shape[4]
+    if (sampling_locations.shape[:3] != (B, Q, nH) or len(shapes) != L
+            or attention_weights.shape != sampling_locations.shape[:-1]):
+        raise ValueError(
+            f'sampling_locations {tuple(sampling_locations.shape)} and attention_weights '
+            f'{tuple(attention_weights.shape)} do not fit value {tuple(value.shape)} and '
+            f'{len(shapes)} levels: expected [B={B}, Q, nH={nH}, L={len(shapes)}, P, 2] and '
+            f'[B, Q, nH, L, P]')
     device = value.device
     h = torch.tensor([s[0] for s in shapes], device=device).view(L, 1)
     w = torch.tensor([s[1] for s in shapes], device=device).view(L, 1)
@@ -159,14 +168,14 @@ def ms_deform_attn_sampling_dense(value: torch.Tensor, shapes: Sequence[Shape2d]
     # is the left/right (top/bottom) neighbour inside the map?
     in_x0, in_x1 = (x0 >= 0) & (x0 < w), (x0 >= -1) & (x0 < w - 1)
     in_y0, in_y1 = (y0 >= 0) & (y0 < h), (y0 >= -1) & (y0 < h - 1)
-    ax0, ax1 = attn * (1 - fx) * in_x0, attn * fx * in_x1
-    wy0, wy1 = (1 - fy) * in_y0, fy * in_y1
+    ax0, ax1 = attn * (1 - fx) * in_x0, attn * fx * in_x1  # attention x left/right weight
+    wy0, wy1 = (1 - fy) * in_y0, fy * in_y1  # top/bottom weight
     weight = torch.stack((ax0 * wy0, ax1 * wy0, ax0 * wy1, ax1 * wy1), -1)
     corner = start + y0 * w + x0  # top-left neighbour's token index
     # pixels outside the map have weight 0; clamping only keeps their index in range
     index = torch.stack((corner, corner + 1, corner + w, corner + w + 1), -1).clamp_(0, S - 1)
     dense = value.new_zeros(B, nH, Q, S).scatter_add_(
-        -1, index.view(B, nH, Q, -1), weight.view(B, nH, Q, -1))
+        -1, index.view(B, nH, Q, 4 * L * P), weight.view(B, nH, Q, 4 * L * P))
     out = dense @ value.transpose(1, 2)  # [B, nH, Q, D]
     return out.transpose(1, 2).reshape(B, Q, nH * D)
 
@@ -201,12 +210,13 @@ def ms_deform_attn_sampling(value: torch.Tensor, spatial_shapes: torch.Tensor,
     device_type = value.device.type
     no_autocast = torch.autocast(device_type, enabled=False) \
         if device_type in ('cuda', 'cpu') else contextlib.nullcontext()
-    mmcv_fns = _mmcv_msda()
     B, S, nH, _ = value.shape
     dense_elements = B * nH * sampling_locations.shape[1] * S
+    dense = device_type == 'cpu' and 0 < dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS \
+        and not torch.jit.is_tracing()
+    mmcv_fns = None if dense else _mmcv_msda()
     with no_autocast:
-        if device_type == 'cpu' and dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS \
-                and not torch.jit.is_tracing():
+        if dense:
             out = ms_deform_attn_sampling_dense(value, shapes, sampling_locations,
                                                 attention_weights)
         elif mmcv_fns is None:
