@@ -21,10 +21,11 @@ Timing: median of ``--repeat`` runs after ``--warmup``, forward + backward (``.b
 of the output against a fixed random gradient, all three inputs requiring grad), float32.
 Columns: both times, ``speed-up`` = grid_sample / dense, the dense matrix's element count
 (``B * heads * Q * S``) and which one the adapter's dispatch takes
-(``DENSE_SAMPLING_MAX_ELEMENTS``); a last line says in how many cases that was the faster one
-and the worst slow-down a wrong pick costs. ``--check`` also reports the largest relative difference
-between the two (output and gradients). ``--json`` writes every row, ``--plot`` draws the speed-up
-against the dense element count with the dispatch threshold.
+(``uses_dense_sampling``, i.e. up to ``DENSE_SAMPLING_MAX_ELEMENTS``); a last line says in
+how many cases that was the faster one and the worst slow-down a wrong pick costs. ``--check``
+also reports the largest relative difference between the two (output and gradients).
+``--json`` writes every row, ``--plot`` draws the speed-up against the dense element count
+with the dispatch threshold.
 
 Examples::
 
@@ -99,17 +100,23 @@ def make_inputs(batch, shapes, queries, heads, head_dims, points=4, seed=0):
     return [t.requires_grad_() for t in (value, loc, weights)], grad
 
 
+def forward_backward(fn, inputs, shapes, grad) -> torch.Tensor:
+    """One ``fn`` call on ``inputs`` (value, locations, weights) and its backward against
+    ``grad``, with the inputs' ``.grad`` reset first; returns the output."""
+    for t in inputs:
+        t.grad = None
+    out = fn(inputs[0], shapes, inputs[1], inputs[2])
+    out.backward(grad)
+    return out
+
+
 def time_impl(fn, inputs, shapes, grad, warmup, repeat) -> float:
-    def run():
-        for t in inputs:
-            t.grad = None
-        fn(inputs[0], shapes, inputs[1], inputs[2]).backward(grad)
     for _ in range(warmup):
-        run()
+        forward_backward(fn, inputs, shapes, grad)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        run()
+        forward_backward(fn, inputs, shapes, grad)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -119,10 +126,7 @@ def max_difference(inputs, shapes, grad) -> float:
     gradients of the two implementations."""
     results = []
     for fn in IMPLS.values():
-        for t in inputs:
-            t.grad = None
-        out = fn(inputs[0], shapes, inputs[1], inputs[2])
-        out.backward(grad)
+        out = forward_backward(fn, inputs, shapes, grad)
         results.append([out.detach()] + [t.grad.clone() for t in inputs])
     return max(((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
                for a, b in zip(*results))
@@ -137,7 +141,7 @@ def run_sweep(args) -> list:
                 elements = batch * heads * queries * sum(h * w for h, w in shapes)
                 row = dict(resolution=res, attention=name, batch=batch, queries=queries,
                            levels=[list(s) for s in shapes], dense_elements=elements,
-                           dispatch='dense' if elements <= am.DENSE_SAMPLING_MAX_ELEMENTS
+                           dispatch='dense' if am.uses_dense_sampling('cpu', elements)
                            else 'grid_sample')
                 for impl, fn in IMPLS.items():
                     row[f'{impl}_ms'] = 1e3 * time_impl(fn, inputs, shapes, grad,

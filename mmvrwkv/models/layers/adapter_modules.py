@@ -127,6 +127,15 @@ def ms_deform_attn_sampling_torch(value: torch.Tensor, shapes: Sequence[Shape2d]
 DENSE_SAMPLING_MAX_ELEMENTS = 1 << 22
 
 
+def uses_dense_sampling(device_type: str, dense_elements: int) -> bool:
+    """Whether :func:`ms_deform_attn_sampling` takes the dense form for a sampling matrix of
+    ``dense_elements`` (``B * nH * Q * S``) on ``device_type``: on the CPU, for a non-empty
+    matrix up to :data:`DENSE_SAMPLING_MAX_ELEMENTS`, and never while tracing (FLOP counting
+    records the ``grid_sample`` path)."""
+    return (device_type == 'cpu' and 0 < dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS
+            and not torch.jit.is_tracing())
+
+
 def ms_deform_attn_sampling_dense(value: torch.Tensor, shapes: Sequence[Shape2d],
                                   sampling_locations: torch.Tensor,
                                   attention_weights: torch.Tensor) -> torch.Tensor:
@@ -211,9 +220,7 @@ def ms_deform_attn_sampling(value: torch.Tensor, spatial_shapes: torch.Tensor,
     no_autocast = torch.autocast(device_type, enabled=False) \
         if device_type in ('cuda', 'cpu') else contextlib.nullcontext()
     B, S, nH, _ = value.shape
-    dense_elements = B * nH * sampling_locations.shape[1] * S
-    dense = device_type == 'cpu' and 0 < dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS \
-        and not torch.jit.is_tracing()
+    dense = uses_dense_sampling(device_type, B * nH * sampling_locations.shape[1] * S)
     mmcv_fns = None if dense else _mmcv_msda()
     with no_autocast:
         if dense:
@@ -393,7 +400,7 @@ class SpatialPriorModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if x.device.type == 'cpu':
-            # oneDNN's convs (and the max-pool) are ~20 % faster channels-last on the CPU
+            # oneDNN's convs (and the max-pool) are faster channels-last on the CPU
             # (fwd + bwd of this module, 128 px, 2 cores: 62 vs 75 ms); the outputs keep that
             # layout, so flattening them to tokens ([B, HW, C]) needs no copy.
             x = x.contiguous(memory_format=torch.channels_last)
@@ -572,6 +579,6 @@ def init_adapter_weights(m: nn.Module) -> None:
 
 
 __all__ = ['build_norm2d', 'ms_deform_attn_sampling', 'ms_deform_attn_sampling_torch',
-           'ms_deform_attn_sampling_dense', 'DENSE_SAMPLING_MAX_ELEMENTS',
+           'ms_deform_attn_sampling_dense', 'DENSE_SAMPLING_MAX_ELEMENTS', 'uses_dense_sampling',
            'MSDeformAttn', 'reference_points', 'deform_inputs', 'SpatialPriorModule', 'DWConv',
            'ConvFFN', 'Injector', 'Extractor', 'InteractionBlock', 'init_adapter_weights']
