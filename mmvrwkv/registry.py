@@ -10,6 +10,7 @@ makes the first look-up import ``mmvrwkv.models`` so that the modules are regist
 Nothing here (or anywhere in mmvrwkv) sets or changes the default scope: task configs must
 keep their own (never ``default_scope='mmvrwkv'``).
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
@@ -25,4 +26,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
                                       scope='mmvrwkv',
                                       locations=['mmvrwkv.engine.optimizers'])
 
-__all__ = ['MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS']
+#: Hooks, e.g. ``default_hooks.checkpoint=dict(type='mmvrwkv.SafeCheckpointHook', ...)``.
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmvrwkv',
+                 locations=['mmvrwkv.engine.hooks'])
+
+__all__ = ['MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'HOOKS']

@@ -1,6 +1,12 @@
-"""Shared pytest set-up: the `cuda` marker skips without a usable GPU build."""
+"""Shared pytest set-up: the `cuda` marker skips without a usable GPU build; fixtures that
+several test files use (the digits dataset, the tools, a clean environment)."""
+import importlib.util
+import os.path as osp
+
 import pytest
 import torch
+
+from tool_helpers import ROOT, load_tool
 
 
 def pytest_collection_modifyitems(config, items):
@@ -11,3 +17,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if 'cuda' in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def digits(tmp_path_factory):
+    """The demo's digits dataset, written once per session."""
+    root = str(tmp_path_factory.getbasetemp() / 'digits')
+    spec = importlib.util.spec_from_file_location(
+        '_make_digits', osp.join(ROOT, 'tools', 'dataset_converters', 'make_digits_imagenet.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make_digits(root)
+    return root
+
+
+@pytest.fixture(scope='module')
+def trainer():
+    """tools/train.py as a module."""
+    return load_tool('train')
+
+
+@pytest.fixture(scope='module')
+def evaluator():
+    """tools/test.py as a module."""
+    return load_tool('test')
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy shared machine a
+    2-thread pool waits for descheduled threads in every op (20x slower runs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """parse_args sets LOCAL_RANK when it is missing: keep the test process's environment."""
+    monkeypatch.setenv('LOCAL_RANK', 'unset')
+    monkeypatch.delenv('LOCAL_RANK')
+    monkeypatch.delenv('MMVRWKV_DIST_BACKEND', raising=False)
+    return monkeypatch

@@ -204,6 +204,10 @@ def test_bad_input_size():
         model(torch.randn(1, 3, 48, 64))
     with pytest.raises(ValueError, match=r'\(64, 80\)'):
         model(torch.randn(1, 3, 64, 80))
+    with pytest.raises(TypeError, match='floating-point images.*torch.uint8'):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match='empty batch'):
+        model(torch.randn(0, 3, 64, 64))
 
 
 def test_argument_checks():

@@ -147,6 +147,12 @@ def test_bad_inputs():
         model(torch.randn(1, 1, 32, 32))
     with pytest.raises(ValueError, match=r'\(8, 32\).*patch_size=16'):
         model(torch.randn(1, 3, 8, 32))
+    # raw uint8 images (a missing data preprocessor) and an empty batch: named, not a
+    # dtype mismatch deep in a conv or a reshape error
+    with pytest.raises(TypeError, match='floating-point images.*torch.uint8'):
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r'empty batch \(shape \(0, 3, 32, 32\)\)'):
+        model(torch.randn(0, 3, 32, 32))
 
 
 # ----------------------------------------------------------------------------- padding

@@ -468,7 +468,7 @@ def test_extreme_values_cpu(dtype, causal, k_kind, decay):
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 @pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
 def test_extreme_values_torch_backend(dtype, causal, k_kind, decay):
-    """The torch backend within its documented range (|w T| < ~80), k spread small."""
+    """The torch backend well inside its range (span + spread <= 600), k spread small."""
     _check_extreme('torch', dtype, causal, k_kind, decay, EXTREME_SHAPES, [None],
                    TOL[dtype], EXTREME_GRAD_TOL[dtype])
 
@@ -478,6 +478,54 @@ def test_torch_backend_wide_k_range_fp32(causal):
     for decay in ((50.0, 50.0), (-50.0, -50.0)):
         _check_extreme('torch', F32, causal, 'spikes', decay, [(2, 33, 7), (2, 196, 8)], [None],
                        TOL[F32], EXTREME_GRAD_TOL[F32])
+
+
+def _span_spread_case(span, spread, sign, causal, T=64, C=3):
+    """One-hot key spikes (k = +-spread/2) and w = sign * span / T, float64, with grads."""
+    g = torch.Generator().manual_seed(int(span + spread))
+    w = torch.full((C,), sign * span / T, dtype=F64, requires_grad=True)
+    u = torch.zeros(C, dtype=F64, requires_grad=True)
+    k = torch.full((1, T, C), -spread / 2, dtype=F64)
+    k[0, 0] = k[0, T // 2] = spread / 2
+    k.requires_grad_()
+    v = torch.randn(1, T, C, dtype=F64, generator=g, requires_grad=True)
+    gy = torch.randn(1, T, C, dtype=F64, generator=g)
+    return w, u, k, v, gy
+
+
+@pytest.mark.parametrize('span,spread', [(590.0, 0.0), (300.0, 290.0), (0.0, 590.0)])
+@pytest.mark.parametrize('sign', [1, -1], ids=['decay', 'growth'])
+@pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
+def test_torch_backend_exact_up_to_its_range_limit(span, spread, sign, causal):
+    """Path: torch. Just inside MAX_EXPONENT_RANGE (600) values and all four gradients are
+    finite and match the (max-subtracted, so overflow-free) float64 reference."""
+    from mmvrwkv.ops.bi_wkv_torch import MAX_EXPONENT_RANGE
+    assert span + spread < MAX_EXPONENT_RANGE
+    w, u, k, v, gy = _span_spread_case(span, spread, sign, causal)
+    y, grads = backend_fb('torch', w, u, k, v, gy, causal)
+    y_ref, g_ref = forward_backward(
+        lambda *a: bi_wkv_reference(*a, causal=causal), w, u, k, v, gy)
+    for n, x in zip(('y',) + GRAD_NAMES, (y,) + grads):
+        assert torch.isfinite(x).all(), n
+    assert_errors(errors(y, grads, y_ref, g_ref), 1e-9, f'torch span={span} spread={spread}')
+
+
+@pytest.mark.parametrize('span,spread', [(720.0, 0.0), (600.0, 340.0), (500.0, 300.0)])
+def test_torch_backend_refuses_outside_its_range(span, spread, monkeypatch):
+    """Path: torch (explicit, and 'auto' without the extension). Outside the range the
+    float64 cumsum form overflows (checked: non-finite y or gradients): a named ValueError
+    instead of silent NaN."""
+    w, u, k, v, gy = _span_spread_case(span, spread, 1, False)
+    y, grads = forward_backward(lambda *a: bi_wkv_torch(*a), w, u, k, v, gy)  # unchecked core
+    assert not all(torch.isfinite(x).all() for x in (y,) + grads)
+    with pytest.raises(ValueError, match=r"backend 'torch'.*outside the range.*<= 600"):
+        bi_wkv(w, u, k, v, backend='torch')
+    import sys
+    front = sys.modules['mmvrwkv.ops.bi_wkv']  # the module (mmvrwkv.ops.bi_wkv is the function)
+    monkeypatch.setattr(front, 'ext_available', lambda: False)
+    monkeypatch.setattr(front, 'ext_has_cuda', lambda: False)
+    with pytest.raises(ValueError, match='outside the range'):
+        bi_wkv(w, u, k, v)
 
 
 DECAY500_TOL = {F32: (5e-5, {'gw': 2e-3, 'gu': 2e-4, 'gk': 2e-4, 'gv': 2e-4}),

@@ -104,18 +104,6 @@ def run(cmd, env, cwd, timeout=TIMEOUT):
     return proc.returncode, proc.stdout
 
 
-@pytest.fixture(scope='session')
-def digits(tmp_path_factory):
-    """The demo's digits dataset, written once per session (shared by the test files)."""
-    root = str(tmp_path_factory.getbasetemp() / 'digits')
-    spec = importlib.util.spec_from_file_location(
-        '_make_digits', osp.join(TOOLS, 'dataset_converters', 'make_digits_imagenet.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.make_digits(root)
-    return root
-
-
 def tiny_options(data_root, n_train=64, epochs=1):
     opts = {'data_root': data_root, 'model.backbone.depth': 2, 'train_cfg.max_epochs': epochs,
             'train_dataloader.batch_size': 16, 'default_hooks.logger.interval': 1,

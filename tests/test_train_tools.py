@@ -1,7 +1,6 @@
 """tools/train.py and tools/test.py: command-line handling, a short training run with a
-falling loss, evaluation, and resuming an interrupted run from a checkpoint (torch >= 2.6
-loads checkpoints with ``weights_only=True``; mmvrwkv.engine.allow_mmengine_checkpoints
-makes mmengine's checkpoints loadable that way).
+falling loss, evaluation, and resuming an interrupted run from a checkpoint (loaded by
+mmvrwkv's weights-only loader; tests/test_checkpoint_*.py cover its safety and reliability).
 
 Runs in-process on the classification demo config (digits, generated into a temporary
 folder) with a 2-block VRWKV-T; needs mmpretrain (skipped without it).
@@ -19,93 +18,9 @@ import torch
 
 pytest.importorskip('mmpretrain')
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# the classification demo config (its name carries the batch size, which may change)
-CFG = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', 'vrwkv-tiny*digits.py')))[0]
-CFG_NAME = osp.splitext(osp.basename(CFG))[0]
+from tool_helpers import CFG, CFG_NAME, tiny_options, train_losses  # noqa: E402
 
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'_mmvrwkv_tool_{name}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='module')
-def trainer():
-    return load_tool('train')
-
-
-@pytest.fixture(scope='module')
-def evaluator():
-    return load_tool('test')
-
-
-@pytest.fixture(scope='session')
-def digits(tmp_path_factory):
-    """The demo's digits dataset, written once per session (shared by the test files)."""
-    root = str(tmp_path_factory.getbasetemp() / 'digits')
-    spec = importlib.util.spec_from_file_location(
-        '_make_digits', osp.join(ROOT, 'tools', 'dataset_converters', 'make_digits_imagenet.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.make_digits(root)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy shared machine a
-    2-thread pool waits for descheduled threads in every op (20x slower runs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    """parse_args sets LOCAL_RANK when it is missing: keep the test process's environment."""
-    monkeypatch.setenv('LOCAL_RANK', 'unset')
-    monkeypatch.delenv('LOCAL_RANK')
-    monkeypatch.delenv('MMVRWKV_DIST_BACKEND', raising=False)
-    return monkeypatch
-
-
-def tiny_options(data_root, n_train=16, batch=16, epochs=1, **extra):
-    """--cfg-options for a fast run: 2 blocks, a subset, no workers, log every iteration."""
-    opts = {
-        'data_root': data_root,
-        'model.backbone.depth': 2,
-        'model.backbone.drop_path_rate': 0.0,
-        'train_cfg.max_epochs': epochs,
-        'train_cfg.val_interval': 1000,
-        'default_hooks.logger.interval': 1,
-        'experiment_name': f'test_{uuid.uuid4().hex[:8]}',  # unique logger/visualizer names
-    }
-    for split, n in (('train', n_train), ('val', 32), ('test', 32)):
-        opts.update({f'{split}_dataloader.dataset.data_root': data_root,
-                     f'{split}_dataloader.dataset.indices': n,
-                     f'{split}_dataloader.num_workers': 0,
-                     f'{split}_dataloader.persistent_workers': False})
-    opts['train_dataloader.batch_size'] = batch
-    opts.update(extra)
-    return ['--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
-
-
-def train_losses(work_dir):
-    """Training losses in step order from the LocalVisBackend's scalars.json."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    assert files, f'no scalars.json under {work_dir}'
-    steps = []
-    with open(files[-1]) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'loss' in rec:
-                steps.append((rec['step'], rec['loss']))
-    return steps
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -36,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--work-dir', help='where the evaluation logs go')
     p.add_argument('--out', help='also write the metrics to this JSON file')
     p.add_argument('--amp', action='store_true', help='run the test loop under autocast')
+    p.add_argument('--allow-partial', action='store_true',
+                   help='evaluate even if the checkpoint\'s keys or shapes do not all match '
+                   'the model (default: refuse: the metric would be of a partly random model)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override config entries')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -52,8 +55,7 @@ def main(argv=None) -> dict:
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmvrwkv.engine import allow_mmengine_checkpoints
-    allow_mmengine_checkpoints()
+    from mmvrwkv.engine import use_safe_checkpoint_hook  # (import registers the safe loaders)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = Config.fromfile(args.config)
@@ -63,6 +65,7 @@ def main(argv=None) -> dict:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    use_safe_checkpoint_hook(cfg, allow_partial=args.allow_partial)
     if args.amp:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
     _train_tool().setup_dist(cfg, args.launcher, args.dist_backend)

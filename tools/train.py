@@ -33,7 +33,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    '(default: ./work_dirs/<config name>)')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from this checkpoint, or (no value) from the newest one in the work dir')
-    p.add_argument('--amp', action='store_true', help='automatic mixed precision (AmpOptimWrapper)')
+    p.add_argument('--amp', action='store_true',
+                   help='automatic mixed precision (AmpOptimWrapper; needs a GPU)')
+    p.add_argument('--allow-partial', action='store_true',
+                   help='load a load_from/--resume checkpoint even if its keys or shapes do '
+                   'not all match the model (default: refuse, listing the differences)')
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale the lr by (total batch / auto_scale_lr.base_batch_size)')
     p.add_argument('--no-validate', action='store_true', help='skip validation during training')
@@ -135,9 +139,11 @@ def build_cfg(args: argparse.Namespace):
             raise ValueError(f'--amp: cannot switch optim_wrapper type {wrapper!r} to AmpOptimWrapper')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    from mmvrwkv.engine import use_safe_checkpoint_hook
+    use_safe_checkpoint_hook(cfg, allow_partial=args.allow_partial)
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume: checkpoint {args.resume!r} does not exist')
@@ -152,12 +158,47 @@ def build_cfg(args: argparse.Namespace):
     return cfg
 
 
+def latest_checkpoint(work_dir: str):
+    """The checkpoint named by ``work_dir/last_checkpoint``; None if that file is absent.
+
+    mmengine would pass an empty or dangling name on to ``resume`` (``FileNotFoundError:
+    can not be found.``); here both are refused with the file named.
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer, encoding='utf-8') as f:
+        name = f.read().strip()
+    import glob
+    found = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime)
+    hint = (f'; checkpoints in {work_dir}: {", ".join(osp.basename(p) for p in found)} '
+            '(pass one with --resume PATH)' if found else f'; no *.pth in {work_dir}')
+    if not name:
+        raise FileNotFoundError(f'--resume: {pointer} is empty, so it names no checkpoint '
+                                f'to resume from{hint}')
+    if not osp.isfile(name):
+        raise FileNotFoundError(f'--resume: {pointer} names {name!r}, which does not '
+                                f'exist{hint}')
+    return name
+
+
+def check_amp_device() -> None:
+    """--amp uses mmengine's AmpOptimWrapper, which only runs on an accelerator."""
+    from mmengine.device import get_device
+    if get_device() == 'cpu':
+        raise RuntimeError(
+            '--amp: mixed-precision training (mmengine AmpOptimWrapper) needs a GPU (or an '
+            'NPU/MLU/MUSA device), and none is visible. On the CPU, train without --amp '
+            '(float32).')
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     from mmengine.runner import Runner
 
-    from mmvrwkv.engine import allow_mmengine_checkpoints
-    allow_mmengine_checkpoints()
+    import mmvrwkv  # noqa: F401  (registers the safe checkpoint loaders)
+    if args.amp:
+        check_amp_device()
     cfg = build_cfg(args)
     setup_dist(cfg, args.launcher, args.dist_backend)
     runner = Runner.from_cfg(cfg)

@@ -5,4 +5,4 @@ _base_ = 'mmpretrain::_base_/default_runtime.py'
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=2, save_last=True))
+        type='mmvrwkv.SafeCheckpointHook', interval=1, max_keep_ckpts=2, save_last=True))

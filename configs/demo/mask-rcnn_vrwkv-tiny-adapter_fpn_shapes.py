@@ -110,7 +110,7 @@ auto_scale_lr = dict(enable=False, base_batch_size=4)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1,
+    checkpoint=dict(type='mmvrwkv.SafeCheckpointHook', interval=max_epochs, max_keep_ckpts=1,
                     save_last=True))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
 randomness = dict(seed=0, deterministic=False)

@@ -18,7 +18,7 @@ import torch
 
 from ._ext import ext_available, ext_has_cuda, ext_load_error
 from .bi_wkv_reference import bi_wkv_reference
-from .bi_wkv_torch import bi_wkv_torch
+from .bi_wkv_torch import bi_wkv_torch, check_range
 from .flops import record_bi_wkv_call
 
 BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
@@ -111,6 +111,7 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
     record_bi_wkv_call(k, causal)  # no-op unless mmvrwkv.ops.record_bi_wkv_calls is active
     name = _resolve(backend, k.device)
     if name == 'torch':
+        check_range(w, u, k)
         return bi_wkv_torch(w, u, k, v, causal=causal)
     if name == 'reference':
         return bi_wkv_reference(w, u, k, v, causal=causal).to(k.dtype)

@@ -8,12 +8,44 @@ undivided decay. So, with m the per-(b, c) maximum of k (it cancels in the ratio
 
 One exp per element (e^{k-m}) serves both directions and both numerator and denominator;
 the e^{+-i w} factors are [T, C] and shared by the batch. Exclusive sums are built by shifting,
-never by subtraction, so nothing cancels. Valid while |w| * T stays below ~80 in float32 (the
-factors e^{|w| T} must fit); the compiled kernels have no such limit. Computes in float64
-and returns k's dtype: the cumsum form needs the dynamic range of e^{(k - max k) +- |w| T},
-which for |k| <= 60 and |w T| <= 50 (the supported range) exceeds float32's.
+never by subtraction, so nothing cancels. Computes in float64 and returns k's dtype.
+
+Range: the factors e^{+-i w} reach e^{T |w|}, and a token whose own term e^{u + k_t - m} is
+tiny has a tiny denominator, whose square the backward divides by. With
+``span = T * max|w|`` and ``spread = max over (b, c) of (max_t k - min_t (k_t + u))``, results
+and gradients are finite and exact while ``span + spread <= MAX_EXPONENT_RANGE`` (600;
+float64 overflows at 709, and a sweep of spike, ramp and one-hot keys with both decay signs,
+bi- and uni-directional, stayed finite up to 650). Outside it, :func:`check_range` raises
+instead of returning non-finite values (conservatively: a large spread alone, without decay,
+would still be fine); the compiled kernels have no such limit. Trained
+models sit far inside (|spatial_decay| and |k| of order 10).
 """
 import torch
+
+#: Largest ``T * max|w| + spread(k + u)`` the float64 cumsum form handles (module docstring).
+MAX_EXPONENT_RANGE = 600.0
+
+
+def check_range(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor) -> None:
+    """Raise ``ValueError`` if the inputs are outside the exact range of :func:`bi_wkv_torch`.
+
+    Skipped while tracing, scripting or compiling (a data-dependent check cannot raise for
+    the inputs of a later call; the range then is the caller's to respect).
+    """
+    if (k.numel() == 0 or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.compiler.is_compiling()):
+        return
+    with torch.no_grad():
+        span = float(w.abs().amax()) * k.shape[1]
+        kd = k.to(torch.float64)
+        spread = float((kd.amax(dim=1) - (kd + u.to(torch.float64)).amin(dim=1)).amax())
+    if not span + spread <= MAX_EXPONENT_RANGE:  # also catches NaN
+        raise ValueError(
+            f"bi_wkv (backend 'torch'): inputs outside the range this portable path computes "
+            f'exactly: T * max|w| = {span:.4g} plus the largest per-channel spread of k '
+            f'(max k - min (k + u)) = {spread:.4g} must stay <= {MAX_EXPONENT_RANGE:g}, '
+            'else exponentials overflow float64. The compiled kernels (backends cpu / cuda, '
+            'built by pip install -e .) have no such limit.')
 
 
 def _exclusive_cumsum(x: torch.Tensor, dim: int, reverse: bool = False) -> torch.Tensor:

@@ -44,7 +44,6 @@ import functools
 import os
 import os.path as osp
 import sys
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -77,18 +76,21 @@ class ConversionError(Exception):
 # reading
 
 def load_source(path: str, unsafe: bool = False) -> object:
-    """``torch.load`` with ``weights_only=True``; ``unsafe`` allows full unpickling."""
-    if not osp.isfile(path):
-        raise ConversionError(f'source checkpoint not found: {path}')
+    """Read SRC with mmvrwkv's safe loader; ``unsafe`` allows full unpickling of a file
+    that is intact but needs more than the weights-only allow-list."""
+    from mmvrwkv.engine.checkpoint import (CheckpointError, UnsafeCheckpointError,
+                                           load_checkpoint_file)
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises several kinds here
+        return load_checkpoint_file(path, map_location='cpu')
+    except FileNotFoundError:
+        raise ConversionError(f'source checkpoint not found: {path}') from None
+    except UnsafeCheckpointError as err:
         if not unsafe:
             raise ConversionError(
-                f'{path} cannot be read with torch.load(weights_only=True): {err}\n'
-                'The file holds pickled Python objects besides tensors (e.g. a training '
-                'config). Loading it fully runs code from the file: if you trust its '
-                'origin, rerun with --unsafe-load.') from err
+                f'{err}\nIf you trust the origin of {path} completely, rerun with '
+                '--unsafe-load.') from err
+    except CheckpointError as err:  # empty, truncated, damaged: no option helps
+        raise ConversionError(str(err)) from err
     print(f'WARNING: {path} is not weights-only; loading it with weights_only=False '
           '(--unsafe-load).', file=sys.stderr)
     try:
@@ -260,22 +262,13 @@ def infer_arch(converted: Mapping[str, torch.Tensor]) -> str:
 
 
 def compare(converted: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Size]):
-    missing = [k for k in reference if k not in converted]
-    unexpected = [k for k in converted if k not in reference]
-    mismatched = [(k, tuple(converted[k].shape), tuple(reference[k])) for k in reference
-                  if k in converted and tuple(converted[k].shape) != tuple(reference[k])]
-    return missing, unexpected, mismatched
+    from mmvrwkv.engine.checkpoint import compare_state_dict
+    return tuple(compare_state_dict(converted, reference))
 
-
-# --------------------------------------------------------------------------------------
-# writing
 
 def _short_list(items: Sequence[str], limit: int = MAX_LISTED) -> str:
-    items = list(items)
-    text = ', '.join(str(i) for i in items[:limit])
-    if len(items) > limit:
-        text += f', ... ({len(items) - limit} more)'
-    return text
+    from mmvrwkv.engine.checkpoint import short_list
+    return short_list(items, limit)
 
 
 def _compact(t: torch.Tensor) -> torch.Tensor:
@@ -287,29 +280,17 @@ def _compact(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def save_atomic(obj: object, dst: str, overwrite: bool) -> None:
-    dst_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(dst_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst_dir, prefix=f'.{osp.basename(dst)}.', suffix='.tmp')
+def save_atomic(obj: dict, dst: str, overwrite: bool) -> None:
+    """Write ``obj`` (with a digest of its state dict) to ``dst`` atomically."""
+    from mmvrwkv.engine.checkpoint import add_digest, atomic_path
+    add_digest(obj)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, dst)
-        else:
-            try:  # link fails if dst appeared meanwhile: never clobber
-                os.link(tmp, dst)
-            except FileExistsError:
-                raise ConversionError(f'{dst} exists (use --overwrite to replace it)')
-            except OSError:  # file system without hard links
-                if osp.exists(dst):
-                    raise ConversionError(f'{dst} exists (use --overwrite to replace it)')
-                os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(dst, overwrite=overwrite) as tmp:
+            torch.save(obj, tmp)
+    except FileExistsError:
+        raise ConversionError(f'{dst} exists (use --overwrite to replace it)') from None
+    except OSError as err:
+        raise ConversionError(str(err)) from err
 
 
 # --------------------------------------------------------------------------------------

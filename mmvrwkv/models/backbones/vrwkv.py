@@ -391,6 +391,13 @@ class VRWKV(BaseModule):
         if x.shape[1] != self.in_channels:
             raise ValueError(f'VRWKV was built with in_channels={self.in_channels}, but the '
                              f'input has {x.shape[1]} channels (shape {tuple(x.shape)})')
+        if not x.is_floating_point():
+            raise TypeError(
+                f'VRWKV expects floating-point images (normalised, as the data preprocessor '
+                f'gives them), got dtype {x.dtype}; e.g. x = (x.float() - mean) / std')
+        if x.shape[0] == 0:
+            raise ValueError(f'VRWKV got an empty batch (shape {tuple(x.shape)}); pass at '
+                             'least one image')
         H, W = x.shape[-2:]
         p = self.patch_size
         if H < p or W < p:

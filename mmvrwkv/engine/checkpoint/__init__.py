@@ -1,0 +1,23 @@
+"""Checkpoint I/O that never runs code from a file and never loses or hides damage.
+
+``loading`` (weights-only loading with a narrow allow-list, clear errors), ``digest``
+(content digest in ``meta``), ``atomic`` (crash-safe writes), ``matching`` (keys and shapes
+against a model). The guarantees and their tests: ``README.md`` in this folder.
+"""
+from .atomic import atomic_path, atomic_write, atomic_write_text, remove_stale_temporaries
+from .digest import (DIGEST_KEY, CheckpointDigestError, add_digest, state_dict_digest,
+                     verify_digest)
+from .loading import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError,
+                      allow_mmengine_checkpoints, literal_gpu_ids, load_checkpoint_file,
+                      mmengine_safe_globals, neutralise_meta_config,
+                      register_checkpoint_loaders)
+from .matching import StateDictMismatch, compare_state_dict, revise_keys, short_list
+
+__all__ = [
+    'atomic_path', 'atomic_write', 'atomic_write_text', 'remove_stale_temporaries',
+    'DIGEST_KEY', 'CheckpointDigestError', 'add_digest', 'state_dict_digest', 'verify_digest',
+    'CheckpointError', 'CorruptCheckpointError', 'UnsafeCheckpointError',
+    'allow_mmengine_checkpoints', 'literal_gpu_ids', 'load_checkpoint_file',
+    'mmengine_safe_globals', 'neutralise_meta_config', 'register_checkpoint_loaders',
+    'StateDictMismatch', 'compare_state_dict', 'revise_keys', 'short_list',
+]

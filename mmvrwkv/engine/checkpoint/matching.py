@@ -1,0 +1,71 @@
+"""Does a state dict fit a model? Missing keys, unexpected keys and shape mismatches."""
+import re
+from typing import Iterable, List, Mapping, NamedTuple, Sequence, Tuple
+
+import torch
+
+#: Lists in messages are cut after this many entries.
+MAX_LISTED = 10
+
+
+class StateDictMismatch(NamedTuple):
+    missing: List[str]                                   # in the model, not in the checkpoint
+    unexpected: List[str]                                # in the checkpoint, not in the model
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]  # key, ckpt, model shape
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = MAX_LISTED) -> str:
+        parts = []
+        if self.missing:
+            parts.append(f'{len(self.missing)} missing key(s) (in the model, not in the '
+                         f'checkpoint): {short_list(self.missing, limit)}')
+        if self.unexpected:
+            parts.append(f'{len(self.unexpected)} unexpected key(s) (not in the model): '
+                         f'{short_list(self.unexpected, limit)}')
+        if self.mismatched:
+            parts.append(f'{len(self.mismatched)} shape mismatch(es): ' + short_list(
+                [f'{k} {list(c)} vs model {list(m)}' for k, c, m in self.mismatched], limit))
+        return '; '.join(parts)
+
+
+def short_list(items: Iterable[object], limit: int = MAX_LISTED) -> str:
+    """``a, b, c, ... (N more)``."""
+    items = list(items)
+    text = ', '.join(str(i) for i in items[:limit])
+    if len(items) > limit:
+        text += f', ... ({len(items) - limit} more)'
+    return text
+
+
+def _shape(value: object) -> Tuple[int, ...]:
+    shape = value.shape if isinstance(value, torch.Tensor) else value
+    return tuple(int(s) for s in shape)  # type: ignore[union-attr]
+
+
+def compare_state_dict(checkpoint: Mapping[str, object], reference: Mapping[str, object]
+                       ) -> StateDictMismatch:
+    """Compare keys and shapes; values of both may be tensors or shapes.
+
+    Non-tensor entries of ``checkpoint`` (e.g. ``_extra_state``) count as present when the
+    reference has the key and are never shape-checked.
+    """
+    missing = [k for k in reference if k not in checkpoint]
+    unexpected = [k for k in checkpoint if k not in reference]
+    mismatched = []
+    for k in reference:
+        if k in checkpoint and isinstance(checkpoint[k], (torch.Tensor, torch.Size, tuple)):
+            c, m = _shape(checkpoint[k]), _shape(reference[k])
+            if c != m:
+                mismatched.append((k, c, m))
+    return StateDictMismatch(missing, unexpected, mismatched)
+
+
+def revise_keys(state_dict: Mapping[str, object],
+                rules: Sequence[Tuple[str, str]] = ((r'^module\.', ''),)) -> dict:
+    """Apply mmengine's ``revise_keys`` regex rules (default: strip a DDP ``module.``)."""
+    out = dict(state_dict)
+    for pattern, repl in rules:
+        out = {re.sub(pattern, repl, k): v for k, v in out.items()}
+    return out

@@ -1,0 +1,54 @@
+"""Helpers for tests that run tools/train.py and tools/test.py on the digits demo config."""
+import glob
+import importlib.util
+import json
+import os.path as osp
+import uuid
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# the classification demo config (its name carries the batch size, which may change)
+CFG = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', 'vrwkv-tiny*digits.py')))[0]
+CFG_NAME = osp.splitext(osp.basename(CFG))[0]
+
+
+def load_tool(name):
+    """tools/<name>.py as a module (tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f'_mmvrwkv_tool_{name.replace("/", "_")}',
+                                                  osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_options(data_root, n_train=16, batch=16, epochs=1, **extra):
+    """--cfg-options for a fast run: 2 blocks, a subset, no workers, log every iteration."""
+    opts = {
+        'data_root': data_root,
+        'model.backbone.depth': 2,
+        'model.backbone.drop_path_rate': 0.0,
+        'train_cfg.max_epochs': epochs,
+        'train_cfg.val_interval': 1000,
+        'default_hooks.logger.interval': 1,
+        'experiment_name': f'test_{uuid.uuid4().hex[:8]}',  # unique logger/visualizer names
+    }
+    for split, n in (('train', n_train), ('val', 32), ('test', 32)):
+        opts.update({f'{split}_dataloader.dataset.data_root': data_root,
+                     f'{split}_dataloader.dataset.indices': n,
+                     f'{split}_dataloader.num_workers': 0,
+                     f'{split}_dataloader.persistent_workers': False})
+    opts['train_dataloader.batch_size'] = batch
+    opts.update(extra)
+    return ['--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
+
+
+def train_losses(work_dir):
+    """Training losses in step order from the LocalVisBackend's scalars.json."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    assert files, f'no scalars.json under {work_dir}'
+    steps = []
+    with open(files[-1]) as f:
+        for line in f:
+            rec = json.loads(line)
+            if 'loss' in rec:
+                steps.append((rec['step'], rec['loss']))
+    return steps
