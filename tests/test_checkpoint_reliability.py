@@ -13,6 +13,7 @@
 """
 import errno
 import os
+import pickle
 import os.path as osp
 import subprocess
 import sys
@@ -186,7 +187,9 @@ def test_digest_saved_and_checked(run_dir, tmp_path, evaluator, digits, clean_en
 
 def test_digest_independent_of_device_layout_and_dtype_bytes():
     base = {'a': torch.arange(6.).reshape(2, 3), 'b': torch.ones(2, dtype=torch.bfloat16)}
-    same = {'b': torch.ones(2, dtype=torch.bfloat16), 'a': torch.arange(6.).reshape(3, 2).t().t()}
+    strided = torch.arange(6.).reshape(2, 3).t().contiguous().t()  # same values, other strides
+    assert not strided.is_contiguous()
+    same = {'b': torch.ones(2, dtype=torch.bfloat16), 'a': strided}
     assert state_dict_digest(base) == state_dict_digest(same)
     assert state_dict_digest(base) != state_dict_digest({**base, 'a': base['a'].t()})  # shape
     assert state_dict_digest(base) != state_dict_digest({**base, 'a': base['a'].double()})
@@ -234,7 +237,8 @@ def test_empty_and_truncated_files(run_dir, tmp_path, evaluator, digits, clean_e
         evaluator.main([CFG, str(empty), '--work-dir', str(tmp_path / 't')] + tiny_options(digits))
 
     data = open(osp.join(run_dir, 'epoch_1.pth'), 'rb').read()
-    for name, blob in (('truncated.pth', data[:len(data) // 2]), ('noise.pth', b'not a pickle')):
+    for name, blob in (('truncated.pth', data[:len(data) // 2]), ('noise.pth', b'not a pickle'),
+                       ('cut_pickle.pth', pickle.dumps({'a': 1}, protocol=2)[:-3])):
         path = tmp_path / name
         path.write_bytes(blob)
         with pytest.raises(CorruptCheckpointError, match=f'{name}: not a readable checkpoint'):

@@ -20,6 +20,7 @@ import contextlib
 import os
 import os.path as osp
 import pickle
+import pickletools
 import re
 import zipfile
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
@@ -158,10 +159,27 @@ def _refused_globals(filename: str, message: str) -> List[str]:
     return names
 
 
+#: What torch's weights-only unpickler says when it refuses (rather than fails to parse).
+_REFUSAL_RE = re.compile(r'Unsupported global|Unsupported class|Trying to call reduce|'
+                         r'Can only (build|SETITEM|append)|refused')
+_OPERAND_RE = re.compile(r'Unsupported operand (\d+)')
+
+
+def _is_refusal(err: BaseException) -> bool:
+    """A refusal of something the file asks for, as opposed to bytes that do not parse."""
+    if not isinstance(err, pickle.UnpicklingError):
+        return False
+    text = str(err)
+    if _REFUSAL_RE.search(text):
+        return True
+    operand = _OPERAND_RE.search(text)  # a real pickle opcode outside the allowed subset
+    return bool(operand) and chr(int(operand.group(1))) in {
+        op.code for op in pickletools.opcodes}
+
+
 def _explain_failure(filename: str, err: BaseException) -> CheckpointError:
     text = str(err)
-    if isinstance(err, pickle.UnpicklingError) and (
-            'Weights only load failed' in text or 'refused' in text):
+    if _is_refusal(err):
         names = _refused_globals(filename, text)
         what = (f'the global(s) {", ".join(names)}' if names else
                 'an operation outside the allow-list')

@@ -128,10 +128,12 @@ class SafeCheckpointHook(CheckpointHook):
             def rmtree(self, path: str) -> None:
                 queued.append(path)
 
-        def save(out_dir: str, filename: str, **kwargs: Any) -> None:
+        def save(out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
             written.append(osp.abspath(osp.join(out_dir, filename)))
+            if not is_main_process():
+                return
             with atomic_path(written[-1]) as tmp:
-                save_checkpoint(osp.dirname(tmp), osp.basename(tmp), **kwargs)
+                save_checkpoint(osp.dirname(tmp), osp.basename(tmp), *args, **kwargs)
 
         save_checkpoint = runner.save_checkpoint
         self.file_backend = Deferring()
