@@ -128,7 +128,8 @@ def test_disk_full_names_the_file_and_keeps_the_previous(digits, tmp_path, train
 
     monkeypatch.setattr(LocalBackend, 'put', full_disk)
     work = str(tmp_path / 'work')
-    with pytest.raises(OSError, match=r'could not write .*epoch_2\.pth.*No space left.*intact') as info:
+    with pytest.raises(OSError,
+                       match=r'could not write .*epoch_2\.pth.*No space left.*intact') as info:
         trainer.main([CFG, '--work-dir', work] + tiny_options(digits, epochs=2, **KEEP_ONE))
     assert info.value.errno == errno.ENOSPC
     epoch1 = osp.join(work, 'epoch_1.pth')

@@ -296,6 +296,10 @@ def test_meta_config_is_neutralised(tmp_path, real_checkpoint):
     marker, path = tmp_path / 'MARKER', tmp_path / 'evil.pth'
     make_payload('meta_config', str(path), marker, real_checkpoint)
     assert load_checkpoint_file(str(path))['meta']['config'] == 'gpu_ids = [0]\n'
+    ckpt = load_checkpoint_file(str(path))
+    ckpt['meta']['config'] = "open('x', 'w')"                    # no gpu_ids: dropped
+    torch.save(ckpt, str(path))
+    assert 'config' not in load_checkpoint_file(str(path))['meta']
     assert literal_gpu_ids('gpu_ids = range(4)') is None          # not a literal: dropped
     assert literal_gpu_ids('a = 1\ngpu_ids = [0, 1, 2]') == [0, 1, 2]
     assert literal_gpu_ids('gpu_ids = [__import__("os")]') is None

@@ -12,7 +12,6 @@
 Needs mmpretrain (skipped without it).
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp

@@ -120,19 +120,6 @@ def mim(py, *args):
     return [py, '-m', 'mim'] + list(args)
 
 
-@pytest.fixture(scope='session')
-def digits(tmp_path_factory):
-    """The demo's digits dataset, written once per session (shared by the test files)."""
-    import importlib.util
-    root = str(tmp_path_factory.getbasetemp() / 'digits')
-    spec = importlib.util.spec_from_file_location(
-        '_make_digits', osp.join(ROOT, 'tools', 'dataset_converters', 'make_digits_imagenet.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.make_digits(root)
-    return root
-
-
 @pytest.fixture(scope='module')
 def source(tmp_path_factory):
     return copy_source(str(tmp_path_factory.mktemp('mim') / 'clean'))

@@ -5,13 +5,10 @@ mmvrwkv's weights-only loader; tests/test_checkpoint_*.py cover its safety and r
 Runs in-process on the classification demo config (digits, generated into a temporary
 folder) with a 2-block VRWKV-T; needs mmpretrain (skipped without it).
 """
-import glob
-import importlib.util
 import json
 import math
 import os
 import os.path as osp
-import uuid
 
 import pytest
 import torch

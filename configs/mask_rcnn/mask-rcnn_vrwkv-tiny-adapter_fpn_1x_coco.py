@@ -89,7 +89,8 @@ param_scheduler = [
 
 # Evaluate bbox + segm every epoch (base); keep the last 2 epoch checkpoints.
 default_hooks = dict(
-    checkpoint=dict(type='mmvrwkv.SafeCheckpointHook', interval=1, max_keep_ckpts=2, save_last=True))
+    checkpoint=dict(type='mmvrwkv.SafeCheckpointHook', interval=1, max_keep_ckpts=2,
+                    save_last=True))
 
 # NOTE(translation): no fp16 (the original L config has it commented out); with_cp False.
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -161,5 +161,5 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=16
 # original behaviour use --cfg-options default_hooks.checkpoint.interval=1000
 # default_hooks.checkpoint.max_keep_ckpts=1
 default_hooks = dict(
-    checkpoint=dict(type='mmvrwkv.SafeCheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=2,
-                    save_best='mIoU', save_last=True))
+    checkpoint=dict(type='mmvrwkv.SafeCheckpointHook', by_epoch=False, interval=16000,
+                    max_keep_ckpts=2, save_best='mIoU', save_last=True))

@@ -41,7 +41,6 @@ Exit status: 0 written, 1 refused or failed (the reason on stderr), 2 bad argume
 """
 import argparse
 import functools
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict

@@ -258,7 +258,7 @@ def literal_gpu_ids(config_text: str) -> Optional[list]:
 
 
 def neutralise_meta_config(checkpoint: Any) -> None:
-    """Replace ``checkpoint['meta']['config']`` by ``gpu_ids = [...]`` (or nothing).
+    """Replace ``checkpoint['meta']['config']`` by ``gpu_ids = [...]`` (or remove it).
 
     mmengine's ``Runner.resume`` passes that text to ``Config.fromstring``, which runs it as
     Python; the only thing it reads from it is ``gpu_ids``, which this keeps as a literal.
@@ -267,7 +267,10 @@ def neutralise_meta_config(checkpoint: Any) -> None:
     if not isinstance(meta, dict) or 'config' not in meta:
         return
     ids = literal_gpu_ids(meta['config'])
-    meta['config'] = '' if ids is None else f'gpu_ids = {ids!r}\n'
+    if ids is None:
+        del meta['config']
+    else:
+        meta['config'] = f'gpu_ids = {ids!r}\n'
 
 
 # ------------------------------------------------------------------------- mmengine
