@@ -35,7 +35,7 @@ optim_wrapper = dict(
 # NOTE(translation): mmengine's LinearLR reaches factor 1 one iteration before the end of the
 # warm-up and the cosine's eta_min term is not multiplied by the warm-up factor; with 1251
 # iterations per epoch the lr differs from mmcv's by < 0.05 % during the warm-up and by
-# ~1e-4 (relative) afterwards (checked in tests/test_configs_cls.py).
+# ~1e-4 (relative) afterwards (checked in tests/configs/test_configs_cls.py).
 param_scheduler = [
     dict(
         type='LinearLR',

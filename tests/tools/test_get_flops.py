@@ -6,7 +6,6 @@ T/S/B at 224 px and L at 384 px: params 6.2 / 23.8 / 93.7 / 334.9 M, FLOPs 1.2 /
 exactly against an analytic per-layer formula, and the formula at full depth against the
 targets (params from models built on the meta device). The full L run is `slow`.
 """
-import importlib.util
 import json
 import os.path as osp
 
@@ -17,7 +16,7 @@ import torch.nn as nn
 from mmvrwkv.ops import BI_WKV_FLOPS_PER_ELEMENT, bi_wkv, bi_wkv_flops, record_bi_wkv_calls
 from mmvrwkv.ops import flops as flops_mod
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT, load_tool  # noqa: E402
 CFG = {
     'tiny': osp.join(ROOT, 'configs/vrwkv/vrwkv-tiny_8xb128_in1k.py'),
     'small': osp.join(ROOT, 'configs/vrwkv/vrwkv-small_8xb128_in1k.py'),
@@ -33,11 +32,7 @@ ARCH = {'tiny': (192, 12, False, None, 224), 'small': (384, 12, False, None, 224
 
 
 def _load_tool():
-    path = osp.join(ROOT, 'tools/analysis/get_flops.py')
-    spec = importlib.util.spec_from_file_location('mmvrwkv_get_flops_tool', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('analysis/get_flops')
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,6 @@
 """tools/train.py and tools/test.py: command-line handling, a short training run with a
 falling loss, evaluation, and resuming an interrupted run from a checkpoint (loaded by
-mmvrwkv's weights-only loader; tests/test_checkpoint_*.py cover its safety and reliability).
+mmvrwkv's weights-only loader; tests/engine/test_checkpoint_*.py cover its safety and reliability).
 
 Runs in-process on the classification demo config (digits, generated into a temporary
 folder) with a 2-block VRWKV-T; needs mmpretrain (skipped without it).

@@ -1,7 +1,6 @@
 """tools/model_converters/vrwkv2mmvrwkv.py: official checkpoint layouts -> mmpretrain
 ImageClassifier of configs/vrwkv, refusals, reports, safe writing."""
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -14,17 +13,14 @@ import torch
 pytest.importorskip('mmpretrain')
 pytest.importorskip('mmvrwkv.models.backbones')
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT, load_tool  # noqa: E402
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'vrwkv2mmvrwkv.py')
 TINY_CFG = osp.join(ROOT, 'configs', 'vrwkv', 'vrwkv-tiny_8xb128_in1k.py')
 LARGE_CFG = osp.join(ROOT, 'configs', 'vrwkv', 'vrwkv-large_in21k-pre_8xb128_in1k-384px.py')
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('vrwkv2mmvrwkv', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('model_converters/vrwkv2mmvrwkv')
 
 
 conv = _load_tool()

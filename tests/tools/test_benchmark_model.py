@@ -1,7 +1,6 @@
 """tools/analysis/benchmark_model.py on tiny settings (1-block models, 32/64 px): table shape
 and ratios, JSON and plot written, OOM / error handling, argument checks, and a run without
 mmpretrain/mmcv (as on the GPU check machines: torchvision baseline)."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -13,7 +12,7 @@ import torch
 pytest.importorskip('mmengine')
 pytest.importorskip('torchvision')
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT, load_tool  # noqa: E402
 SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'benchmark_model.py')
 
 
@@ -25,10 +24,7 @@ def tiny(*resolutions):
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('_benchmark_model', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/benchmark_model')
 
 
 def test_tiny_run_table_json_plot(bench, tmp_path, capsys):

@@ -1,21 +1,17 @@
 """tools/analysis/benchmark_msda.py on a tiny sweep: rows, agreement of the two samplers,
 dispatch column and summary, JSON and plot, argument checks."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT, load_tool  # noqa: E402
 SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'benchmark_msda.py')
 
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('_benchmark_msda', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis/benchmark_msda')
 
 
 def test_sweep_rows_json_and_plot(bench, tmp_path, capsys, monkeypatch):

@@ -25,7 +25,7 @@ import torch
 
 pytest.importorskip('mmpretrain')
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT  # noqa: E402
 CFG = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', 'vrwkv-tiny*digits.py')))[0]
 TOOLS = osp.join(ROOT, 'tools')
 TIMEOUT = 300

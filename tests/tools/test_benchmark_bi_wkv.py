@@ -1,5 +1,4 @@
 """tools/analysis/benchmark_bi_wkv.py on tiny settings (CPU, a few seconds)."""
-import importlib.util
 import json
 import os
 import shutil
@@ -7,7 +6,7 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tool_helpers import ROOT, load_tool  # noqa: E402
 SCRIPT = os.path.join(ROOT, 'tools', 'analysis', 'benchmark_bi_wkv.py')
 GPU_CHECK = os.path.join(ROOT, 'tools', 'analysis', 'gpu_check.sh')
 TINY = ['--device', 'cpu', '--T', '16', '24', '--C', '8', '--B', '1', '--repeat', '2',
@@ -16,10 +15,7 @@ TINY = ['--device', 'cpu', '--T', '16', '24', '--C', '8', '--B', '1', '--repeat'
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('benchmark_bi_wkv', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('analysis/benchmark_bi_wkv')
 
 
 def _table(out):

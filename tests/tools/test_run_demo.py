@@ -5,7 +5,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+from tool_helpers import ROOT  # noqa: E402
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import run_demo  # noqa: E402
 

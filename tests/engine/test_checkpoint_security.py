@@ -305,3 +305,35 @@ def test_meta_config_is_neutralised(tmp_path, real_checkpoint):
     assert literal_gpu_ids('gpu_ids = [__import__("os")]') is None
     assert literal_gpu_ids('(' * 100000) is None                    # unparsable
     assert not marker.exists()
+
+
+def test_http_checkpoints_load_through_the_safe_loader(tmp_path, real_checkpoint):
+    """mmengine's http(s) scheme is ours too: a URL is downloaded, then loaded safely."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmvrwkv.engine import UnsafeCheckpointError
+    served = tmp_path / 'served'
+    served.mkdir()
+    marker = tmp_path / 'MARKER'
+    make_payload('reduce', str(served / 'evil.pth'), marker, real_checkpoint)
+    shutil.copy(real_checkpoint, served / 'good.pth')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hub_dir = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / 'hub'))
+    try:
+        base = f'http://127.0.0.1:{server.server_address[1]}'
+        good = CheckpointLoader.load_checkpoint(f'{base}/good.pth', map_location='cpu')
+        assert good['meta']['epoch'] == 1
+        with pytest.raises(UnsafeCheckpointError, match=r'evil.pth: refused to load.*io.open'):
+            CheckpointLoader.load_checkpoint(f'{base}/evil.pth', map_location='cpu')
+    finally:
+        torch.hub.set_dir(hub_dir)
+        server.shutdown()
+    assert not marker.exists()

@@ -29,7 +29,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.utils import import_modules_from_strings  # noqa: E402
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT  # noqa: E402
 DET_DIR = osp.join(ROOT, 'configs', 'mask_rcnn')
 SEG_DIR = osp.join(ROOT, 'configs', 'upernet')
 DET_DEMO = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_vrwkv-tiny-adapter_fpn_shapes.py')

@@ -39,7 +39,7 @@ import pytest
 pytest.importorskip('mmpretrain')
 pytest.importorskip('mim')
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT  # noqa: E402
 CFG = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', 'vrwkv-tiny*digits.py')))[0]
 CFG_FILE = osp.basename(CFG)  # what users pass to mim: the config's file name
 TIMEOUT = 300

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT  # noqa: E402
 SCRIPT = osp.join(ROOT, 'tools', 'dataset_converters', 'make_shapes_dataset.py')
 sys.path.insert(0, osp.dirname(SCRIPT))
 import make_shapes_dataset as msd  # noqa: E402

@@ -16,7 +16,7 @@ pytest.importorskip('mmpretrain')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_helpers import ROOT  # noqa: E402
 CFG_DIR = osp.join(ROOT, 'configs', 'vrwkv')
 CONFIGS = sorted(glob.glob(osp.join(CFG_DIR, '*.py')))
 
