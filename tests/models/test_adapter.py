@@ -11,12 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmvrwkv.models import VRWKV, VRWKVAdapter
-from mmvrwkv.models.layers import adapter_modules
+from mmvrwkv.models.layers.norm import build_norm2d
 from mmvrwkv.models.layers.adapter_modules import (ConvFFN, MSDeformAttn, SpatialPriorModule,
-                                                   build_norm2d, deform_inputs,
-                                                   ms_deform_attn_sampling,
-                                                   ms_deform_attn_sampling_dense,
-                                                   ms_deform_attn_sampling_torch,
+                                                   deform_inputs,
                                                    reference_points)
 
 ARCHS = ('tiny', 'small', 'base', 'large')
@@ -352,110 +349,6 @@ def test_norm_cfg():
     assert not any(p.requires_grad for p in frozen.parameters())
     with pytest.raises(ValueError, match='unsupported norm type'):
         build_norm2d(dict(type='LayerNorm2d'), 8)
-
-
-def test_sampler_matches_mmcv():
-    mmcv_msda = pytest.importorskip('mmcv.ops.multi_scale_deform_attn')
-    torch.manual_seed(0)
-    shapes = [(4, 6), (2, 3), (1, 2)]
-    S = sum(h * w for h, w in shapes)
-    value = torch.randn(2, S, 3, 5, dtype=torch.float64)
-    loc = torch.rand(2, 7, 3, 3, 4, 2, dtype=torch.float64) * 1.4 - 0.2  # some outside
-    weights = torch.rand(2, 7, 3, 3, 4, dtype=torch.float64)
-    ours = ms_deform_attn_sampling_torch(value, shapes, loc, weights)
-    theirs = mmcv_msda.multi_scale_deformable_attn_pytorch(value, torch.tensor(shapes), loc,
-                                                           weights)
-    torch.testing.assert_close(ours, theirs)
-
-
-@pytest.mark.parametrize('shapes', [[(4, 6), (2, 3), (1, 2)], [(5, 5)], [(3, 7), (1, 1)]])
-def test_dense_sampling_matches_grid_sample(shapes):
-    """The dense form gives the reference's output and all three gradients (float64), with
-    points inside, on pixel centres and edges, and outside the maps."""
-    torch.manual_seed(0)
-    S, L = sum(h * w for h, w in shapes), len(shapes)
-    value = torch.randn(2, S, 3, 5, dtype=torch.float64, requires_grad=True)
-    loc = torch.rand(2, 9, 3, L, 4, 2, dtype=torch.float64) * 1.6 - 0.3
-    h, w = shapes[0]
-    loc[0, 0, :, :, 0] = torch.tensor([0.5 / w, 0.5 / h])  # a pixel centre of level 0
-    loc[0, 1, :, :, 0] = 0.0  # the map's corner: three of four neighbours outside
-    loc[0, 2, :, :, 0] = torch.tensor([1.0, 0.3])  # right edge
-    loc[1, 0, :, :, :] = -0.7  # far outside: all weights zero
-    loc.requires_grad_()
-    weights = torch.rand(2, 9, 3, L, 4, dtype=torch.float64, requires_grad=True)
-    grad = torch.randn(2, 9, 15, dtype=torch.float64)
-    results = []
-    for fn in (ms_deform_attn_sampling_torch, ms_deform_attn_sampling_dense):
-        out = fn(value, shapes, loc, weights)
-        results.append([out] + list(torch.autograd.grad(out, (value, loc, weights), grad)))
-    for ref, dense in zip(*results):
-        torch.testing.assert_close(dense, ref)
-    assert results[1][0][1, 0].abs().max() == 0  # the far-outside query samples zeros
-
-
-def test_dense_sampling_rejects_mismatched_inputs_and_takes_empty_queries():
-    shapes = [(4, 6), (2, 3)]
-    value = torch.randn(2, 30, 3, 5)
-    with pytest.raises(ValueError, match='sampling_locations'):  # batch 1 vs value's 2
-        ms_deform_attn_sampling_dense(value, shapes, torch.rand(1, 7, 3, 2, 4, 2),
-                                      torch.rand(1, 7, 3, 2, 4))
-    with pytest.raises(ValueError, match='attention_weights'):
-        ms_deform_attn_sampling_dense(value, shapes, torch.rand(2, 7, 3, 2, 4, 2),
-                                      torch.rand(2, 7, 3, 2, 3))
-    with pytest.raises(ValueError, match='2 levels'):
-        ms_deform_attn_sampling_dense(value, shapes, torch.rand(2, 7, 3, 1, 4, 2),
-                                      torch.rand(2, 7, 3, 1, 4))
-    empty = ms_deform_attn_sampling(value, torch.tensor(shapes), torch.tensor([0, 24]), shapes,
-                                    torch.rand(2, 0, 3, 2, 4, 2), torch.rand(2, 0, 3, 2, 4))
-    assert empty.shape == (2, 0, 15)
-    assert ms_deform_attn_sampling_dense(value, shapes, torch.rand(2, 0, 3, 2, 4, 2),
-                                         torch.rand(2, 0, 3, 2, 4)).shape == (2, 0, 15)
-
-
-def test_dense_sampling_gradcheck():
-    torch.manual_seed(0)
-    shapes = [(3, 4), (2, 2)]
-    value = torch.randn(1, 16, 2, 3, dtype=torch.float64, requires_grad=True)
-    # away from pixel-grid lines, where bilinear sampling is not differentiable
-    loc = (torch.rand(1, 5, 2, 2, 2, 2, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
-    weights = torch.rand(1, 5, 2, 2, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda v, p, a: ms_deform_attn_sampling_dense(v, shapes, p, a), (value, loc, weights))
-
-
-@pytest.mark.parametrize('threshold,expected', [(None, 'dense'), (0, 'grid_sample')])
-def test_sampling_dispatch_on_cpu(monkeypatch, threshold, expected):
-    """Small maps on the CPU take the dense form, larger ones the grid_sample path (mmcv's or
-    ours); both give the same result, also for float16 inputs (computed in float32)."""
-    if threshold is not None:
-        monkeypatch.setattr(adapter_modules, 'DENSE_SAMPLING_MAX_ELEMENTS', threshold)
-    calls = []
-    real_dense = adapter_modules.ms_deform_attn_sampling_dense
-
-    def spy(*args):
-        calls.append('dense')
-        return real_dense(*args)
-    monkeypatch.setattr(adapter_modules, 'ms_deform_attn_sampling_dense', spy)
-    torch.manual_seed(0)
-    shapes = [(4, 6), (2, 3)]
-    value = torch.randn(2, 30, 2, 4)
-    loc = torch.rand(2, 7, 2, 2, 4, 2)
-    weights = torch.rand(2, 7, 2, 2, 4)
-    out = ms_deform_attn_sampling(value, torch.tensor(shapes), torch.tensor([0, 24]), shapes,
-                                  loc, weights)
-    assert calls == (['dense'] if expected == 'dense' else [])
-    torch.testing.assert_close(out, ms_deform_attn_sampling_torch(value, shapes, loc, weights))
-    calls.clear()
-    half = ms_deform_attn_sampling(value.half(), torch.tensor(shapes), torch.tensor([0, 24]),
-                                   shapes, loc.half(), weights.half())
-    assert half.dtype == torch.float16 and calls == (['dense'] if expected == 'dense' else [])
-    torch.testing.assert_close(half.float(), out, rtol=1e-2, atol=1e-2)
-    # tracing (FLOP counting) records the grid_sample path at any size
-    calls.clear()
-    traced = torch.jit.trace(
-        lambda v: ms_deform_attn_sampling(v, torch.tensor(shapes), torch.tensor([0, 24]),
-                                          shapes, loc, weights), (value,), check_trace=False)
-    assert calls == [] and 'grid_sampler' in str(traced.graph)
 
 
 @pytest.mark.parametrize('train', [False, True])

@@ -14,10 +14,10 @@ def bench():
     return load_tool('analysis/benchmark_msda')
 
 
-def test_sweep_rows_json_and_plot(bench, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bench.am, 'DENSE_SAMPLING_MAX_ELEMENTS', 10_000)
+def test_sweep_rows_json_and_plot(bench, tmp_path, capsys):
     out_json, out_png = tmp_path / 'msda.json', tmp_path / 'msda.png'
-    rows = bench.main(['--resolutions', '64', '--batch-sizes', '1', '2', '--warmup', '0',
+    rows = bench.main(['--dense-max-elements', '10000',
+                       '--resolutions', '64', '--batch-sizes', '1', '2', '--warmup', '0',
                        '--repeat', '1', '--check', '--json', str(out_json),
                        '--plot', str(out_png)])
     # 64 px, tiny: injector 16 queries on 8x8 + 4x4 + 2x2 (84 tokens), extractor 84 on 4x4

@@ -10,18 +10,16 @@ The VRWKV adapter's deformable attentions sample values in two shapes per intera
 
 For every input side ``R`` (``--resolutions``) and batch size (``--batch-sizes``) both shapes
 are timed with the arch's heads and value width (``--arch``; 4 points per level), for the two
-CPU implementations in ``mmvrwkv.models.layers.adapter_modules``:
+CPU backends of the op ``mmvrwkv.ops.ms_deform_attn``:
 
-* ``grid_sample``: :func:`ms_deform_attn_sampling_torch` (the reference; one ``grid_sample``
-  per level, what mmcv's CPU path does too);
-* ``dense``: :func:`ms_deform_attn_sampling_dense` (one ``[Q, S]`` matrix per batch item and
-  head, then a matrix product).
+* ``grid_sample``: one ``grid_sample`` per level (what mmcv's CPU path does too);
+* ``dense``: one ``[Q, S]`` matrix per batch item and head, then a matrix product.
 
 Timing: median of ``--repeat`` runs after ``--warmup``, forward + backward (``.backward()``
 of the output against a fixed random gradient, all three inputs requiring grad), float32.
 Columns: both times, ``speed-up`` = grid_sample / dense, the dense matrix's element count
 (``B * heads * Q * S``) and which one the adapter's dispatch takes
-(``uses_dense_sampling``, i.e. up to ``DENSE_SAMPLING_MAX_ELEMENTS``); a last line says in
+(``choose_backend``, i.e. up to ``DENSE_MAX_ELEMENTS``); a last line says in
 how many cases that was the faster one and the worst slow-down a wrong pick costs. ``--check``
 also reports the largest relative difference between the two (output and gradients).
 ``--json`` writes every row, ``--plot`` draws the speed-up against the dense element count
@@ -46,10 +44,10 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 import torch  # noqa: E402
 
 from mmvrwkv.models.backbones.vrwkv_adapter import VRWKVAdapter  # noqa: E402
-from mmvrwkv.models.layers import adapter_modules as am  # noqa: E402
+from mmvrwkv.ops.ms_deform_attn import (DENSE_MAX_ELEMENTS, choose_backend,  # noqa: E402
+                                        ms_deform_attn_dense, ms_deform_attn_grid_sample)
 
-IMPLS = {'grid_sample': am.ms_deform_attn_sampling_torch,
-         'dense': am.ms_deform_attn_sampling_dense}
+IMPLS = {'grid_sample': ms_deform_attn_grid_sample, 'dense': ms_deform_attn_dense}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--arch', default='tiny', choices=sorted(VRWKVAdapter.arch_zoo))
     p.add_argument('--resolutions', type=int, nargs='+', default=[128, 192, 256, 384])
     p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 2, 4])
+    p.add_argument('--dense-max-elements', type=int, default=DENSE_MAX_ELEMENTS,
+                   help='the dispatch threshold to evaluate (default: the op\'s, '
+                   f'{DENSE_MAX_ELEMENTS})')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--repeat', type=int, default=10)
     p.add_argument('--quick', action='store_true',
@@ -141,7 +142,7 @@ def run_sweep(args) -> list:
                 elements = batch * heads * queries * sum(h * w for h, w in shapes)
                 row = dict(resolution=res, attention=name, batch=batch, queries=queries,
                            levels=[list(s) for s in shapes], dense_elements=elements,
-                           dispatch='dense' if am.uses_dense_sampling('cpu', elements)
+                           dispatch='dense' if choose_backend('cpu', elements, args.dense_max_elements) == 'dense'
                            else 'grid_sample')
                 for impl, fn in IMPLS.items():
                     row[f'{impl}_ms'] = 1e3 * time_impl(fn, inputs, shapes, grad,
@@ -169,7 +170,7 @@ def format_row(row: dict, check: bool) -> str:
     return line
 
 
-def dispatch_summary(rows: list) -> str:
+def dispatch_summary(rows: list, threshold: int = DENSE_MAX_ELEMENTS) -> str:
     """How often the adapter's size threshold picks the implementation that was faster here,
     and the worst slow-down it causes (time of its pick / time of the faster one)."""
     def cost(row):
@@ -177,12 +178,12 @@ def dispatch_summary(rows: list) -> str:
         return picked / min(row['grid_sample_ms'], row['dense_ms'])
     good = sum(cost(r) == 1.0 for r in rows)
     worst = max(rows, key=cost)
-    return (f'dispatch (dense up to {am.DENSE_SAMPLING_MAX_ELEMENTS} elements) took the faster '
+    return (f'dispatch (dense up to {threshold} elements) took the faster '
             f'implementation in {good} of {len(rows)} cases; worst pick: {cost(worst):.2f}x '
             f'the faster one ({worst["resolution"]} px {worst["attention"]} B{worst["batch"]})')
 
 
-def plot(rows: list, arch: str, path: str) -> None:
+def plot(rows: list, arch: str, path: str, threshold: int = DENSE_MAX_ELEMENTS) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -197,7 +198,7 @@ def plot(rows: list, arch: str, path: str) -> None:
                         (r['dense_elements'], r['speedup']), fontsize=7,
                         textcoords='offset points', xytext=(3, 3))
     ax.axhline(1.0, color='gray', lw=0.8)
-    ax.axvline(am.DENSE_SAMPLING_MAX_ELEMENTS, color='red', ls='--', lw=0.8,
+    ax.axvline(threshold, color='red', ls='--', lw=0.8,
                label='dispatch threshold')
     ax.set_xscale('log')
     ax.set_yscale('log')
@@ -221,14 +222,14 @@ def main(argv=None) -> list:
           f'fwd+bwd, median of {args.repeat}')
     print(HEADER)
     rows = run_sweep(args)
-    print(dispatch_summary(rows))
+    print(dispatch_summary(rows, args.dense_max_elements))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                           arch=args.arch, threshold=am.DENSE_SAMPLING_MAX_ELEMENTS,
+                           arch=args.arch, threshold=args.dense_max_elements,
                            rows=rows), f, indent=1)
     if args.plot:
-        plot(rows, args.arch, args.plot)
+        plot(rows, args.arch, args.plot, args.dense_max_elements)
         print(f'plot: {args.plot}')
     return rows
 

@@ -15,7 +15,8 @@ from mmengine.logging import print_log
 
 from mmvrwkv.registry import MODELS
 from ..layers.adapter_modules import (InteractionBlock, MSDeformAttn, SpatialPriorModule,
-                                      build_norm2d, deform_inputs, init_adapter_weights)
+                                      deform_inputs, init_adapter_weights)
+from ..layers.norm import build_norm2d
 from .vrwkv import VRWKV, _is_int
 
 FUSION_MODES = ('final', 'per_stage')

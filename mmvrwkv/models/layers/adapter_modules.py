@@ -9,15 +9,10 @@
   :class:`InteractionBlock`.
 * :func:`deform_inputs` - reference points and level shapes of both attentions for an input.
 
-Only torch is needed to import this module. The deformable sampling uses mmcv's
-``MultiScaleDeformableAttnFunction`` for CUDA tensors and mmcv's
-``multi_scale_deformable_attn_pytorch`` otherwise; when mmcv is not installed, an equivalent
-pure-PyTorch sampler (``grid_sample`` based, :func:`ms_deform_attn_sampling_torch`, the
-reference) is used on every device, so the adapter also runs where mmcv is absent. Small maps
-on the CPU (the demos' 128 px inputs) take :func:`ms_deform_attn_sampling_dense`, the same
-sampling as one matrix product.
+Only torch is needed to import this module. The deformable sampling is the op
+:func:`mmvrwkv.ops.ms_deform_attn` (mmcv's kernel on CUDA, a dense matrix product for small
+maps on the CPU, ``grid_sample`` otherwise or without mmcv).
 """
-import contextlib
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -26,217 +21,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
+from mmvrwkv.ops.ms_deform_attn import DENSE_MAX_ELEMENTS, ms_deform_attn
 from .drop_path import DropPath
+from .norm import build_norm2d
 
 Shape2d = Tuple[int, int]
 #: ``(reference_points [1, Q, 1, 2], spatial_shapes [L, 2] long, level_start_index [L] long,
 #: value shapes as python ints)`` - everything one deformable attention call needs besides the
 #: query and value tensors.
 DeformInputs = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[Shape2d]]
-
-_NORM_TYPES = {
-    'BN': nn.BatchNorm2d, 'BN2d': nn.BatchNorm2d, 'BatchNorm2d': nn.BatchNorm2d,
-    'SyncBN': nn.SyncBatchNorm, 'SyncBatchNorm': nn.SyncBatchNorm,
-    'GN': nn.GroupNorm, 'GroupNorm': nn.GroupNorm,
-    'IN': nn.InstanceNorm2d, 'IN2d': nn.InstanceNorm2d, 'InstanceNorm2d': nn.InstanceNorm2d,
-}
-
-
-def build_norm2d(norm_cfg: dict, num_features: int) -> nn.Module:
-    """Build a 2-D feature-map norm from an OpenMMLab-style ``norm_cfg`` without mmcv.
-
-    ``type`` is one of 'BN' (BatchNorm2d), 'SyncBN' (SyncBatchNorm), 'GN' (GroupNorm, needs
-    ``num_groups``) or 'IN' (InstanceNorm2d); the other keys are passed to the torch class,
-    except ``requires_grad`` (False freezes the affine parameters).
-    """
-    if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
-        raise ValueError(f'norm_cfg must be a dict with a "type" key, got {norm_cfg!r}')
-    cfg = dict(norm_cfg)
-    norm_type = cfg.pop('type')
-    requires_grad = cfg.pop('requires_grad', True)
-    if isinstance(norm_type, type) and issubclass(norm_type, nn.Module):
-        cls = norm_type
-    elif norm_type in _NORM_TYPES:
-        cls = _NORM_TYPES[norm_type]
-    else:
-        raise ValueError(f'unsupported norm type {norm_type!r} in norm_cfg; use one of '
-                         f'{sorted(_NORM_TYPES)}')
-    if cls is nn.GroupNorm:
-        if 'num_groups' not in cfg:
-            raise ValueError('norm_cfg of type GN needs num_groups')
-        layer = nn.GroupNorm(num_channels=num_features, **cfg)
-    else:
-        layer = cls(num_features, **cfg)
-    for p in layer.parameters():
-        p.requires_grad_(requires_grad)
-    return layer
-
-
-# ----------------------------------------------------------------------------- sampling
-def _mmcv_msda():
-    """mmcv's (CUDA autograd function, pure-PyTorch function), or None without mmcv."""
-    try:
-        from mmcv.ops.multi_scale_deform_attn import (MultiScaleDeformableAttnFunction,
-                                                      multi_scale_deformable_attn_pytorch)
-    except ImportError:
-        return None
-    return MultiScaleDeformableAttnFunction, multi_scale_deformable_attn_pytorch
-
-
-def ms_deform_attn_sampling_torch(value: torch.Tensor, shapes: Sequence[Shape2d],
-                                  sampling_locations: torch.Tensor,
-                                  attention_weights: torch.Tensor) -> torch.Tensor:
-    """Multi-scale deformable sampling in plain PyTorch (used when mmcv is not installed).
-
-    Args:
-        value: ``[B, S, nH, D]``, the levels' tokens concatenated in raster order.
-        shapes: ``(h, w)`` of each level (``sum(h*w) == S``).
-        sampling_locations: ``[B, Q, nH, L, P, 2]`` as (x, y) in [0, 1] of each level
-            (0 and 1 are the outer edges of the map).
-        attention_weights: ``[B, Q, nH, L, P]``.
-
-    Returns:
-        ``[B, Q, nH*D]``: for every head, the attention-weighted sum of the bilinearly
-        sampled values (zero outside the map).
-    """
-    B, _, nH, D = value.shape
-    Q, L, P = sampling_locations.shape[1], sampling_locations.shape[3], \
-        sampling_locations.shape[4]
-    grids = sampling_locations * 2 - 1  # grid_sample works in [-1, 1]
-    out = value.new_zeros(B * nH, D, Q)
-    start = 0
-    for lvl, (h, w) in enumerate(shapes):
-        v = value[:, start:start + h * w]
-        start += h * w
-        v = v.permute(0, 2, 3, 1).reshape(B * nH, D, h, w)
-        g = grids[:, :, :, lvl].permute(0, 2, 1, 3, 4).reshape(B * nH, Q, P, 2)
-        sampled = F.grid_sample(v, g, mode='bilinear', padding_mode='zeros',
-                                align_corners=False)  # [B*nH, D, Q, P]
-        a = attention_weights[:, :, :, lvl].permute(0, 2, 1, 3).reshape(B * nH, 1, Q, P)
-        out = out + (sampled * a).sum(-1)
-    return out.reshape(B, nH * D, Q).transpose(1, 2).contiguous()
-
-
-#: Largest dense sampling matrix (``B * nH * Q * S`` elements) for which the CPU takes
-#: :func:`ms_deform_attn_sampling_dense` instead of ``grid_sample``. Measured on 2 CPU cores
-#: (fwd + bwd, ``tools/analysis/benchmark_msda.py``, archs T/S/B, 128-384 px, batch 1/2/4):
-#: the dense form is up to 5x faster on small maps (1.8-1.9x for the T demos' batches of four
-#: 128 px images) and mostly slower at 384 px (up to 4.5x); with this bound the faster one is
-#: taken in 65 of the 72 cases, the other seven costing at most 1.6x. Read at every call: a
-#: program may set it (0 turns the dense form off) for a CPU with another crossover.
-DENSE_SAMPLING_MAX_ELEMENTS = 1 << 22
-
-
-def uses_dense_sampling(device_type: str, dense_elements: int) -> bool:
-    """Whether :func:`ms_deform_attn_sampling` takes the dense form for a sampling matrix of
-    ``dense_elements`` (``B * nH * Q * S``) on ``device_type``: on the CPU, for a non-empty
-    matrix up to :data:`DENSE_SAMPLING_MAX_ELEMENTS`, and never while tracing (FLOP counting
-    records the ``grid_sample`` path)."""
-    return (device_type == 'cpu' and 0 < dense_elements <= DENSE_SAMPLING_MAX_ELEMENTS
-            and not torch.jit.is_tracing())
-
-
-def ms_deform_attn_sampling_dense(value: torch.Tensor, shapes: Sequence[Shape2d],
-                                  sampling_locations: torch.Tensor,
-                                  attention_weights: torch.Tensor) -> torch.Tensor:
-    """The sampling of :func:`ms_deform_attn_sampling_torch` as one dense matrix product.
-
-    Bilinear sampling followed by the attention-weighted sum is linear in ``value``: for each
-    batch item and head, ``out = M @ value`` with ``M [Q, S]`` holding, for every query, the
-    attention weight times the bilinear weight of each of the four pixels around each of its
-    sampling points (zero for pixels outside the map, as ``grid_sample``'s zero padding).
-    ``M`` is built with one ``scatter_add_``; autograd differentiates through the bilinear
-    weights (locations), the attention weights and the product (value).
-
-    Cost grows with ``Q * S`` instead of ``Q * L * P``: cheaper than ``grid_sample`` on the CPU
-    for small maps only (see :data:`DENSE_SAMPLING_MAX_ELEMENTS`). Same arguments and result
-    as :func:`ms_deform_attn_sampling_torch`.
-    """
-    B, S, nH, D = value.shape
-    Q, L, P = sampling_locations.shape[1], sampling_locations.shape[3], \
-        sampling_locations.shape[4]
-    if (sampling_locations.shape[:3] != (B, Q, nH) or len(shapes) != L
-            or attention_weights.shape != sampling_locations.shape[:-1]):
-        raise ValueError(
-            f'sampling_locations {tuple(sampling_locations.shape)} and attention_weights '
-            f'{tuple(attention_weights.shape)} do not fit value {tuple(value.shape)} and '
-            f'{len(shapes)} levels: expected [B={B}, Q, nH={nH}, L={len(shapes)}, P, 2] and '
-            f'[B, Q, nH, L, P]')
-    device = value.device
-    h = torch.tensor([s[0] for s in shapes], device=device).view(L, 1)
-    w = torch.tensor([s[1] for s in shapes], device=device).view(L, 1)
-    sizes = [hh * ww for hh, ww in shapes]
-    start = torch.tensor([sum(sizes[:i]) for i in range(L)], device=device).view(L, 1)
-    loc = sampling_locations.transpose(1, 2)  # [B, nH, Q, L, P, 2]
-    attn = attention_weights.transpose(1, 2)  # [B, nH, Q, L, P]
-    x = loc[..., 0] * w - 0.5  # pixel coordinates (align_corners=False)
-    y = loc[..., 1] * h - 0.5
-    x0, y0 = x.detach().floor(), y.detach().floor()
-    fx, fy = x - x0, y - y0
-    x0, y0 = x0.long(), y0.long()
-    # is the left/right (top/bottom) neighbour inside the map?
-    in_x0, in_x1 = (x0 >= 0) & (x0 < w), (x0 >= -1) & (x0 < w - 1)
-    in_y0, in_y1 = (y0 >= 0) & (y0 < h), (y0 >= -1) & (y0 < h - 1)
-    ax0, ax1 = attn * (1 - fx) * in_x0, attn * fx * in_x1  # attention x left/right weight
-    wy0, wy1 = (1 - fy) * in_y0, fy * in_y1  # top/bottom weight
-    weight = torch.stack((ax0 * wy0, ax1 * wy0, ax0 * wy1, ax1 * wy1), -1)
-    corner = start + y0 * w + x0  # top-left neighbour's token index
-    # pixels outside the map have weight 0; clamping only keeps their index in range
-    index = torch.stack((corner, corner + 1, corner + w, corner + w + 1), -1).clamp_(0, S - 1)
-    dense = value.new_zeros(B, nH, Q, S).scatter_add_(
-        -1, index.view(B, nH, Q, 4 * L * P), weight.view(B, nH, Q, 4 * L * P))
-    out = dense @ value.transpose(1, 2)  # [B, nH, Q, D]
-    return out.transpose(1, 2).reshape(B, Q, nH * D)
-
-
-def _largest_divisor_upto(n: int, cap: int) -> int:
-    step = max(1, min(n, cap))
-    while n % step:
-        step -= 1
-    return step
-
-
-def ms_deform_attn_sampling(value: torch.Tensor, spatial_shapes: torch.Tensor,
-                            level_start_index: torch.Tensor, shapes: Sequence[Shape2d],
-                            sampling_locations: torch.Tensor, attention_weights: torch.Tensor,
-                            im2col_step: int = 64) -> torch.Tensor:
-    """Dispatch of the deformable sampling (see :func:`ms_deform_attn_sampling_torch` for
-    the shapes): mmcv's CUDA function for CUDA tensors; on other devices the dense form
-    (:func:`ms_deform_attn_sampling_dense`) for small maps on the CPU, else mmcv's PyTorch
-    implementation, or our own PyTorch version without mmcv. While tracing (FLOP analysis,
-    ``tools/analysis/get_flops.py``) the CPU always takes the ``grid_sample`` path: its cost,
-    4 FLOPs per sampled value, is the one counted, whatever the map size.
-
-    Half/bfloat16 inputs (AMP) are sampled in float32 with autocast off (mmcv's kernel has no
-    half path, and sampling locations need float32 precision); the result is cast back to
-    ``value``'s dtype. float64 stays float64.
-    """
-    dtype = value.dtype
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
-    value = value.to(compute)
-    sampling_locations = sampling_locations.to(compute)
-    attention_weights = attention_weights.to(compute)
-    device_type = value.device.type
-    no_autocast = torch.autocast(device_type, enabled=False) \
-        if device_type in ('cuda', 'cpu') else contextlib.nullcontext()
-    B, S, nH, _ = value.shape
-    dense = uses_dense_sampling(device_type, B * nH * sampling_locations.shape[1] * S)
-    mmcv_fns = None if dense else _mmcv_msda()
-    with no_autocast:
-        if dense:
-            out = ms_deform_attn_sampling_dense(value, shapes, sampling_locations,
-                                                attention_weights)
-        elif mmcv_fns is None:
-            out = ms_deform_attn_sampling_torch(value, shapes, sampling_locations,
-                                                attention_weights)
-        elif value.is_cuda:
-            step = _largest_divisor_upto(value.shape[0], im2col_step)
-            out = mmcv_fns[0].apply(value, spatial_shapes, level_start_index,
-                                    sampling_locations, attention_weights, step)
-        else:
-            out = mmcv_fns[1](value, spatial_shapes, sampling_locations, attention_weights)
-    return out.to(dtype)
-
 
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention (Deformable DETR) with a value width ratio.
@@ -253,10 +46,12 @@ class MSDeformAttn(nn.Module):
         n_points: sampling points per head and level.
         ratio: value down-projection ratio (``value_proj: C -> C*ratio``).
         im2col_step: mmcv CUDA kernel batch step (reduced to a divisor of the batch).
+        backend, dense_max_elements: of :func:`mmvrwkv.ops.ms_deform_attn`.
     """
 
     def __init__(self, embed_dims: int = 256, n_levels: int = 4, n_heads: int = 8,
-                 n_points: int = 4, ratio: float = 1.0, im2col_step: int = 64) -> None:
+                 n_points: int = 4, ratio: float = 1.0, im2col_step: int = 64,
+                 backend: str = 'auto', dense_max_elements: int = DENSE_MAX_ELEMENTS) -> None:
         super().__init__()
         value_dims = int(embed_dims * ratio)
         if value_dims < 1 or value_dims % n_heads:
@@ -269,6 +64,8 @@ class MSDeformAttn(nn.Module):
         self.n_points = n_points
         self.ratio = ratio
         self.im2col_step = im2col_step
+        self.backend = backend
+        self.dense_max_elements = dense_max_elements
         self.sampling_offsets = nn.Linear(embed_dims, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(embed_dims, n_heads * n_levels * n_points)
         self.value_proj = nn.Linear(embed_dims, value_dims)
@@ -314,8 +111,10 @@ class MSDeformAttn(nn.Module):
                           device=offsets.device)
         locations = (reference_points[:, :, None, :, None, :]
                      + offsets / wh[None, None, None, :, None, :])
-        out = ms_deform_attn_sampling(v, spatial_shapes, level_start_index, shapes, locations,
-                                      weights, self.im2col_step)
+        out = ms_deform_attn(v, shapes, locations, weights, backend=self.backend,
+                             dense_max_elements=self.dense_max_elements,
+                             spatial_shapes=spatial_shapes, level_start_index=level_start_index,
+                             im2col_step=self.im2col_step)
         return self.output_proj(out)
 
     def extra_repr(self) -> str:
@@ -578,7 +377,5 @@ def init_adapter_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-__all__ = ['build_norm2d', 'ms_deform_attn_sampling', 'ms_deform_attn_sampling_torch',
-           'ms_deform_attn_sampling_dense', 'DENSE_SAMPLING_MAX_ELEMENTS', 'uses_dense_sampling',
-           'MSDeformAttn', 'reference_points', 'deform_inputs', 'SpatialPriorModule', 'DWConv',
+__all__ = ['MSDeformAttn', 'reference_points', 'deform_inputs', 'SpatialPriorModule', 'DWConv',
            'ConvFFN', 'Injector', 'Extractor', 'InteractionBlock', 'init_adapter_weights']
