@@ -1,11 +1,10 @@
-"""Operators of mmvrwkv. Import needs only torch."""
+"""Operators of mmvrwkv, one package per op (front, reference, portable and fast paths).
+Import needs only torch."""
 from ._ext import ext_available, ext_has_cuda
-from .bi_wkv import BACKENDS, available_backends, bi_wkv
-from .bi_wkv_reference import bi_wkv_reference
-from .bi_wkv_torch import bi_wkv_torch
-from .flops import BI_WKV_FLOPS_PER_ELEMENT, bi_wkv_flops, record_bi_wkv_calls
+from .bi_wkv import BACKENDS, available_backends, bi_wkv, bi_wkv_reference, bi_wkv_torch
+from .flops import BI_WKV_FLOPS_PER_ELEMENT, bi_wkv_flops
 from .ms_deform_attn import ms_deform_attn
 
 __all__ = ['bi_wkv', 'bi_wkv_torch', 'bi_wkv_reference', 'available_backends', 'BACKENDS',
-           'ext_available', 'ext_has_cuda', 'bi_wkv_flops', 'record_bi_wkv_calls',
+           'ext_available', 'ext_has_cuda', 'bi_wkv_flops',
            'BI_WKV_FLOPS_PER_ELEMENT', 'ms_deform_attn']

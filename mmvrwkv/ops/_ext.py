@@ -22,6 +22,14 @@ def ext_has_cuda() -> bool:
     return _ext is not None and bool(_ext.with_cuda)
 
 
+def cuda_max_chunk_len() -> int:
+    """Most tokens per chunk the CUDA kernel takes (its per-thread buffers are this long);
+    read from the extension, the constant's one home (kernels/bi_wkv.h)."""
+    if _ext is None:
+        raise RuntimeError(f'mmvrwkv._ext is not loaded: {_load_error}')
+    return int(_ext.cuda_max_chunk_len)
+
+
 def ext_load_error() -> Optional[BaseException]:
     return _load_error
 

@@ -508,7 +508,10 @@ def test_registry_mmengine_root():
     assert OURS.scope == 'mmvrwkv' and OURS.parent is MODELS
     model = MODELS.build(dict(type='mmvrwkv.VRWKV', arch='tiny', depth=1))
     assert isinstance(model, VRWKV)
-    assert isinstance(OURS.build(dict(type='VRWKV', depth=1)), VRWKV)
+    # plain names resolve in our own scope (another test may have left a task scope current)
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmvrwkv'):
+        assert isinstance(OURS.build(dict(type='VRWKV', depth=1)), VRWKV)
 
 
 @pytest.mark.parametrize('pkg', ['mmpretrain', 'mmdet', 'mmseg'])

@@ -1,4 +1,4 @@
-"""Tests of the Bi-WKV op (formula in mmvrwkv/ops/bi_wkv_reference.py): every backend against
+"""Tests of the Bi-WKV op (formula in mmvrwkv/ops/bi_wkv/reference.py): every backend against
 the float64 O(T^2) reference, gradients, chunk boundaries, extreme values, the original kernels'
 chunk-boundary deviation, input checks, low precision, torch.compile / jit.trace, determinism,
 CUDA.
@@ -499,7 +499,7 @@ def _span_spread_case(span, spread, sign, causal, T=64, C=3):
 def test_torch_backend_exact_up_to_its_range_limit(span, spread, sign, causal):
     """Path: torch. Just inside MAX_EXPONENT_RANGE (600) values and all four gradients are
     finite and match the (max-subtracted, so overflow-free) float64 reference."""
-    from mmvrwkv.ops.bi_wkv_torch import MAX_EXPONENT_RANGE
+    from mmvrwkv.ops.bi_wkv.torch import MAX_EXPONENT_RANGE
     assert span + spread < MAX_EXPONENT_RANGE
     w, u, k, v, gy = _span_spread_case(span, spread, sign, causal)
     y, grads = backend_fb('torch', w, u, k, v, gy, causal)

@@ -40,8 +40,9 @@ What is counted (``--convention mmcv``, the default; the convention of mmcv's
 * the Bi-WKV op: **29 * B * T * C per call** (``mmvrwkv.ops.bi_wkv_flops``), the constant the
   original Vision-RWKV tool adds by hand per layer (29 * N * C). The traced graph cannot
   count it: compiled kernels are opaque, and the portable backend used while tracing is made
-  of ``exp`` / ``cumsum`` / ``mul`` ops the analyzer skips. The calls are recorded with
-  ``mmvrwkv.ops.record_bi_wkv_calls`` during the traced forward itself (no extra forward);
+  of ``exp`` / ``cumsum`` / ``mul`` ops the analyzer skips. The calls are recorded from the
+  outside (:func:`record_bi_wkv_calls`: hooks on the modules that call the op, which say
+  their call with ``bi_wkv_call(x)``) during the traced forward itself (no extra forward);
   should the analysis run the model more than once, one pass is counted.
 
 * the adapter's multi-scale deformable attention: its projections are linear layers; its
@@ -67,7 +68,10 @@ import os.path as osp
 import sys
 import time
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:  # torch is imported lazily (``--help`` stays fast)
+    import torch
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a clone
 
@@ -310,12 +314,101 @@ def format_table(rows: List[dict]) -> str:
     return '\n'.join(out)
 
 
+# ------------------------------------------------------------------------- Bi-WKV calls
+class BiWKVCall(NamedTuple):
+    """One Bi-WKV call seen by :class:`BiWKVRecorder`."""
+    B: int
+    T: int
+    C: int
+    causal: bool
+    module: str     # name (in the recorder's model) of the module that made the call
+    pass_idx: int   # index of the top-level forward of the model it happened in
+
+    @property
+    def flops(self) -> int:
+        from mmvrwkv.ops import bi_wkv_flops
+        return bi_wkv_flops(self.B, self.T, self.C, self.causal)
+
+
+class BiWKVRecorder:
+    """Records the Bi-WKV calls of a model's forwards from the outside: a forward pre-hook on
+    every module with a ``bi_wkv_call(x, ...)`` method (the layers that call the op) records
+    the ``(B, T, C, causal)`` it returns; a pre-hook on the model itself counts passes (a tool
+    whose analysis runs the forward more than once takes one with :meth:`single_pass`)."""
+
+    def __init__(self, model: 'torch.nn.Module') -> None:
+        self.model = model
+        self.calls: List[BiWKVCall] = []
+        self.num_passes = 0
+        self._handles: list = []
+
+    def __enter__(self) -> 'BiWKVRecorder':
+        self._handles.append(self.model.register_forward_pre_hook(self._new_pass))
+        for name, module in self.model.named_modules():
+            if callable(getattr(module, 'bi_wkv_call', None)):
+                self._handles.append(module.register_forward_pre_hook(self._recorder(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _new_pass(self, module, args) -> None:
+        self.num_passes += 1
+
+    def _recorder(self, name: str):
+        def hook(module, args) -> None:
+            B, T, C, causal = module.bi_wkv_call(*args)
+            self.calls.append(BiWKVCall(B, T, C, bool(causal), name,
+                                        max(self.num_passes - 1, 0)))
+        return hook
+
+    def passes(self) -> List[List[BiWKVCall]]:
+        """The recorded calls grouped by pass (top-level forward of the model)."""
+        groups: List[List[BiWKVCall]] = [[] for _ in range(max(self.num_passes, 1))]
+        for call in self.calls:
+            groups[call.pass_idx].append(call)
+        return groups
+
+    def single_pass(self) -> List[BiWKVCall]:
+        """The calls of ONE forward; all passes must agree (else RuntimeError), the last is
+        returned."""
+        groups = self.passes()
+        key = [(c.B, c.T, c.C, c.causal, c.module) for c in groups[-1]]
+        for i, group in enumerate(groups[:-1]):
+            if [(c.B, c.T, c.C, c.causal, c.module) for c in group] != key:
+                raise RuntimeError(
+                    f'Bi-WKV calls differ between forward passes {i} and {len(groups) - 1} '
+                    f'({len(group)} vs {len(key)} calls); record a single forward instead')
+        return groups[-1]
+
+    def flops(self, calls: Optional[List[BiWKVCall]] = None) -> int:
+        """Sum of ``bi_wkv_flops`` over ``calls`` (default: all recorded calls)."""
+        return sum(c.flops for c in (self.calls if calls is None else calls))
+
+    def by_module(self, calls: Optional[List[BiWKVCall]] = None) -> Dict[str, int]:
+        """Bi-WKV FLOPs per module name, accumulated into every ancestor (``''`` = total),
+        like ``FlopAnalyzer.by_module()``."""
+        result: Dict[str, int] = {'': 0}
+        for call in (self.calls if calls is None else calls):
+            result[''] += call.flops
+            parts = call.module.split('.') if call.module else []
+            for i in range(1, len(parts) + 1):
+                name = '.'.join(parts[:i])
+                result[name] = result.get(name, 0) + call.flops
+        return result
+
+
+def record_bi_wkv_calls(model: 'torch.nn.Module') -> BiWKVRecorder:
+    """Context manager: ``with record_bi_wkv_calls(model) as rec: model(x)``."""
+    return BiWKVRecorder(model)
+
+
 def analyze_module(module, fn, x, convention: str = 'mmcv') -> dict:
     """Trace ``fn(x)`` (run as ``module(x)``) with FlopAnalyzer while recording Bi-WKV calls."""
     import torch
     from mmengine.analysis import FlopAnalyzer
-
-    from mmvrwkv.ops import record_bi_wkv_calls
 
     with _ForwardAs(module, fn), torch.no_grad(), record_bi_wkv_calls(module) as rec:
         analyzer = FlopAnalyzer(module, (x,))

@@ -18,7 +18,6 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 from mmvrwkv.ops.ms_deform_attn import DENSE_MAX_ELEMENTS, ms_deform_attn

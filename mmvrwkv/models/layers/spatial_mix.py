@@ -1,6 +1,6 @@
 """Spatial mixer of Vision-RWKV (the attention replacement)."""
 import math
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -144,6 +144,12 @@ class SpatialMix(nn.Module):
         if self.key_norm is not None:
             wkv = self.key_norm(wkv)
         return self.output(sr * wkv)
+
+    def bi_wkv_call(self, x: torch.Tensor, *args) -> Tuple[int, int, int, bool]:
+        """``(B, T, C, causal)`` of the Bi-WKV call that ``forward(x, ...)`` makes (FLOP
+        counting hooks this, see :mod:`mmvrwkv.ops.flops`)."""
+        B, T = int(x.shape[0]), int(x.shape[1])
+        return B, T, self.embed_dims, self.attn_direction == 'uni'
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, layer_id={self.layer_id}, '

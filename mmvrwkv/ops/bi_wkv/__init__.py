@@ -1,6 +1,7 @@
 """Public Bi-WKV op: input checks and backend choice.
 
-Backends compute the same function, the formula of :mod:`.bi_wkv_reference`:
+Backends compute the same function, the formula of :mod:`.reference` (derivations:
+``kernels/README.md``):
 
 * ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16 in and out with fp32 math; fp64 in fp64);
 * ``'cpu'``: compiled CPU kernel (SIMD over channels, torch's thread pool);
@@ -16,15 +17,18 @@ from typing import Optional
 
 import torch
 
-from ._ext import ext_available, ext_has_cuda, ext_load_error
-from .bi_wkv_reference import bi_wkv_reference
-from .bi_wkv_torch import bi_wkv_torch, check_range
-from .flops import record_bi_wkv_call
+from .._ext import cuda_max_chunk_len, ext_available, ext_has_cuda, ext_load_error
+from .reference import bi_wkv_reference
+from .torch import bi_wkv_torch, check_range
+
+# Importing the submodule .torch bound the package attribute (= this module's global) `torch`
+# to it: bind the name back to the torch package.
+import torch  # noqa: E402,F811
 
 BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
-# Tokens per chunk of the compiled kernels (CUDA allows at most 32). CPU: 32 was measured
-# best-or-close with the fast forward path (kernels/bi_wkv_cpu.cpp), which runs for chunks of
-# at most 64 tokens and whose rounding grows with the chunk length.
+# Tokens per chunk of the compiled kernels (CUDA: at most cuda_max_chunk_len()). CPU: 32 was
+# measured best-or-close with the fast forward path (kernels/), which runs for chunks of at
+# most 64 tokens and whose rounding grows with the chunk length.
 DEFAULT_CHUNK_LEN = {'cuda': 16, 'cpu': 32}
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -93,7 +97,7 @@ def _exporting() -> bool:
 def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
            backend: str = 'auto', causal: bool = False,
            chunk_len: Optional[int] = None) -> torch.Tensor:
-    """Bidirectional WKV attention (Vision-RWKV; formula in :mod:`.bi_wkv_reference`).
+    """Bidirectional WKV attention (Vision-RWKV; formula in :mod:`.reference`).
 
     Args:
         w: decay ``[C]``, already divided by the token count T (``spatial_decay / T``).
@@ -108,7 +112,6 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
         y ``[B, T, C]`` with k's dtype. Differentiable w.r.t. w, u, k and v.
     """
     _check(w, u, k, v)
-    record_bi_wkv_call(k, causal)  # no-op unless mmvrwkv.ops.record_bi_wkv_calls is active
     name = _resolve(backend, k.device)
     if name == 'torch':
         check_range(w, u, k)
@@ -121,7 +124,7 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
                          '(call .contiguous() first)')
     if chunk_len is None:
         chunk_len = DEFAULT_CHUNK_LEN[name]
-    limit = 32 if name == 'cuda' else None
+    limit = cuda_max_chunk_len() if name == 'cuda' else None
     if (isinstance(chunk_len, bool) or not isinstance(chunk_len, int) or chunk_len < 1
             or (limit is not None and chunk_len > limit)):
         bound = f'between 1 and {limit}' if limit else '>= 1'
