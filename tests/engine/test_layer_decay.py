@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmvrwkv.engine.optimizers import (LayerDecayOptimWrapperConstructor, get_layer_id,
-                                       is_no_decay)
+from mmvrwkv.engine.optimizers import LayerDecayOptimWrapperConstructor, is_no_decay
 from mmvrwkv.models import VRWKVAdapter
 
 BASE_LR, BASE_WD = 1e-4, 0.05
@@ -42,20 +41,29 @@ def _scale_of(optim_wrapper):
     return table
 
 
-def test_layer_ids():
+def test_layer_ids_come_from_the_backbone():
+    """VRWKV.get_layer_depth (mmpretrain ViT's interface): 0 embeddings, i + 1 block i, the
+    top id (num_layers + 1) for everything else; num_layers + 2 ids in all."""
+    from mmvrwkv.models import VRWKV
     n = 12
-    assert get_layer_id('backbone.pos_embed', n) == 0
-    assert get_layer_id('backbone.patch_embed.projection.weight', n) == 0
-    assert get_layer_id('backbone.cls_token', n) == 0
-    assert get_layer_id('backbone.layers.0.att.key.weight', n) == 1
-    assert get_layer_id('backbone.layers.11.ffn.value.weight', n) == 12
-    assert get_layer_id('backbone.blocks.3.x', n) == 4
+    backbone = VRWKV(arch='tiny', depth=n)
+
+    def layer_id(name):
+        lid, count = backbone.get_layer_depth(name, 'backbone.')
+        assert count == n + 2
+        return lid
+    assert layer_id('backbone.pos_embed') == 0
+    assert layer_id('backbone.patch_embed.projection.weight') == 0
+    assert layer_id('backbone.cls_token') == 0
+    assert layer_id('backbone.layers.0.att.key.weight') == 1
+    assert layer_id('backbone.layers.11.ffn.value.weight') == 12
     for name in ('backbone.level_embed', 'backbone.spm.stem.0.weight',
                  'backbone.interactions.0.injector.gamma', 'backbone.up.weight',
                  'backbone.norm1.weight', 'neck.lateral_convs.0.conv.weight',
                  'roi_head.bbox_head.fc_cls.weight', 'backbone.layers_extra.weight',
-                 'decode_head.conv_seg.weight', 'pos_embed'):
-        assert get_layer_id(name, n) == 13, name
+                 'backbone.layers.12.x', 'decode_head.conv_seg.weight', 'pos_embed'):
+        assert layer_id(name) == 13, name
+    assert backbone.get_layer_depth('layers.3.att.key.weight') == (4, 14)  # bare backbone
 
 
 def test_no_decay_rule():
@@ -200,10 +208,16 @@ def test_scoped_name_resolves_from_mmdet_and_mmseg():
         from mmengine.optim import build_optim_wrapper
         from mmengine.registry import DefaultScope
         assert 'mmvrwkv' not in sys.modules
+        class Backbone(nn.Module):  # the interface the constructor needs (as VRWKV's)
+            num_layers = 12
+
+            def get_layer_depth(self, name, prefix=''):
+                return (0 if name == prefix + 'pos_embed' else 13), 14
+
         for scope in ('mmdet', 'mmseg'):
             __import__(scope + '.registry')
             model = nn.Module()
-            model.backbone = nn.Module()
+            model.backbone = Backbone()
             model.backbone.pos_embed = nn.Parameter(torch.zeros(1, 4, 8))
             model.head = nn.Linear(8, 2)
             with DefaultScope.overwrite_default_scope(scope):

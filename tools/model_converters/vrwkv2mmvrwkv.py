@@ -48,12 +48,6 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-#: Wrapper keys holding the weights, in the order they are tried.
-WRAPPER_KEYS = ('state_dict', 'model', 'module')
-#: Keys under which official (InternImage-style) and timm checkpoints keep EMA weights.
-#: Not mmengine's 'ema_state_dict': EMAHook swaps it with 'state_dict' when saving, so
-#: there it holds the raw weights and 'state_dict' the averaged ones.
-EMA_KEYS = ('model_ema', 'state_dict_ema')
 #: First name component of the keys of a bare VRWKV backbone state dict.
 BACKBONE_ROOTS = frozenset(['patch_embed', 'pos_embed', 'layers', 'ln1'])
 #: ``--arch`` -> config in ``configs/vrwkv``.
@@ -98,46 +92,13 @@ def load_source(path: str, unsafe: bool = False) -> object:
         raise ConversionError(f'cannot read {path}: {err}') from err
 
 
-def _is_state_dict(obj: Mapping) -> bool:
-    return len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
 def unwrap(obj: object, ema: bool = False) -> Tuple[Dict[str, object], List[str]]:
     """Find the weights in a checkpoint; returns (state dict, wrapper path)."""
-    path: List[str] = []
-    if ema:
-        if not isinstance(obj, Mapping):
-            raise ConversionError('--ema: the checkpoint is not a dict')
-        for key in EMA_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                path.append(key)
-                break
-        else:
-            raise ConversionError(
-                f'--ema: no EMA weights in the checkpoint (looked for {", ".join(EMA_KEYS)}; '
-                f'top-level keys: {_short_list(list(obj))})')
-    for _ in range(8):  # nesting depth guard
-        if not isinstance(obj, Mapping):
-            raise ConversionError(
-                f'expected a dict of tensors under {"/".join(path) or "the top level"}, '
-                f'got {type(obj).__name__}')
-        if _is_state_dict(obj):
-            break
-        for key in WRAPPER_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                path.append(key)
-                break
-        else:
-            n_tensors = sum(isinstance(v, torch.Tensor) for v in obj.values())
-            if n_tensors == 0:
-                raise ConversionError(
-                    'no weights found: expected a state dict, raw or wrapped in '
-                    f'{" / ".join(WRAPPER_KEYS)}; keys under '
-                    f'{"/".join(path) or "the top level"}: {_short_list(list(obj))}')
-            break  # a raw state dict with some non-tensor entries
-    return dict(obj), path
+    from mmvrwkv.models.checkpoint_utils import find_state_dict
+    try:
+        return find_state_dict(obj, ema=ema)
+    except ValueError as err:
+        raise ConversionError(str(err)) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -337,6 +298,7 @@ def run(args: argparse.Namespace) -> None:
     src_sd, wrapper = unwrap(ckpt, ema=args.ema)
     print(f'read {args.src}: {len(src_sd)} entries under '
           f'{"/".join(wrapper) or "the top level (raw state dict)"}')
+    from mmvrwkv.models.checkpoint_utils import EMA_KEYS
     if not args.ema and isinstance(ckpt, Mapping) and any(
             isinstance(ckpt.get(k), Mapping) for k in EMA_KEYS):
         print('note: the checkpoint also holds EMA weights; --ema converts those instead')

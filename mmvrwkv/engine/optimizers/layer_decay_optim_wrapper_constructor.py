@@ -1,5 +1,4 @@
 """Layer-wise learning-rate decay for VRWKV / VRWKVAdapter fine-tuning (mmengine)."""
-import re
 from typing import List, Optional
 
 import torch.nn as nn
@@ -8,41 +7,17 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from mmvrwkv.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-#: Backbone parameters (names without the ``backbone.`` prefix) that belong to the embedding
-#: "layer" 0 and get no weight decay.
-EMBED_PARAMS = ('pos_embed', 'cls_token', 'mask_token', 'visual_embed')
-_BLOCK = re.compile(r'^(?:layers|blocks)\.(\d+)\.')
-
-
-def get_layer_id(name: str, num_layers: int, prefix: str = 'backbone.') -> int:
-    """Layer id of the parameter ``name`` (a full name of the model, e.g.
-    ``backbone.layers.3.att.key.weight``) for a backbone of ``num_layers`` blocks.
-
-    0 for the patch embedding and ``pos_embed``/``cls_token``/``mask_token``/
-    ``visual_embed``; ``i + 1`` for block i (``layers.i.*``, also ``blocks.i.*``); every
-    other parameter (adapter, neck, heads, ...) gets the top id ``num_layers + 1``.
-    """
-    top = num_layers + 1
-    if not name.startswith(prefix):
-        return top
-    short = name[len(prefix):]
-    if short in EMBED_PARAMS or short.startswith('patch_embed.'):
-        return 0
-    m = _BLOCK.match(short)
-    if m is not None:
-        return int(m.group(1)) + 1
-    return top
-
-
 def is_no_decay(name: str, param: nn.Parameter, prefix: str = 'backbone.') -> bool:
     """True for parameters trained without weight decay: 1-D tensors (norm weights and
     biases, Bi-WKV ``spatial_decay``/``spatial_first``, layer-scale gammas), names ending in
-    ``.bias``, and the backbone's ``pos_embed``/``cls_token``/``mask_token``/``visual_embed``.
-    ``spatial_mix_*`` (``[1, 1, C]``) and ``level_embed`` (``[3, C]``) keep weight decay."""
+    ``.bias``, and the backbone's embedding parameters (``VRWKV.EMBED_PARAMS``: pos_embed,
+    cls/mask tokens). ``spatial_mix_*`` (``[1, 1, C]``) and ``level_embed`` (``[3, C]``) keep
+    weight decay."""
+    from mmvrwkv.models.backbones.vrwkv import VRWKV
     if param.ndim <= 1 or name.endswith('.bias'):
         return True
     short = name[len(prefix):] if name.startswith(prefix) else name
-    return short in EMBED_PARAMS
+    return short in VRWKV.EMBED_PARAMS
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -57,8 +32,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             constructor='mmvrwkv.LayerDecayOptimWrapperConstructor',
             paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.85))
 
-    With N = ``num_layers + 2`` and the layer ids of :func:`get_layer_id` (0 = embeddings,
-    i + 1 = block i, N - 1 = everything else), a parameter's learning rate is
+    With N = ``num_layers + 2`` and the layer ids of the backbone's ``get_layer_depth``
+    (0 = embeddings, i + 1 = block i, N - 1 = everything else), a parameter's learning rate is
     ``base_lr * layer_decay_rate ** (N - 1 - layer_id)``: the embeddings get
     ``rate ** (num_layers + 1)``, block i ``rate ** (num_layers - i)`` and all non-backbone
     parameters (adapter, neck, heads) the full ``base_lr``. Weight decay is the optimizer's
@@ -116,13 +91,18 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         """Append one parameter group per (layer id, decay / no decay) to ``params``."""
         cfg = self.paramwise_cfg
         backbone_prefix = cfg.get('backbone_prefix', 'backbone.')
+        backbone = module if backbone_prefix == '' else getattr(
+            module, backbone_prefix.rstrip('.'), None)
+        if not callable(getattr(backbone, 'get_layer_depth', None)):
+            raise ValueError(f'LayerDecayOptimWrapperConstructor: the model has no backbone '
+                             f'at {backbone_prefix!r} with get_layer_depth() (a VRWKV '
+                             f'backbone); set paramwise_cfg.backbone_prefix')
         num_layers = cfg.get('num_layers')
         if num_layers is None:
-            backbone = getattr(module, 'backbone', None)
-            num_layers = getattr(backbone, 'num_layers', None)
-            if not isinstance(num_layers, int):
-                raise ValueError('paramwise_cfg.num_layers is not set and the model has no '
-                                 'backbone.num_layers to take it from')
+            num_layers = backbone.num_layers
+        elif num_layers != backbone.num_layers:
+            raise ValueError(f'paramwise_cfg.num_layers={num_layers} but the backbone has '
+                             f'{backbone.num_layers} blocks')
         rate = float(cfg['layer_decay_rate'])
         top = num_layers + 1  # N - 1 with N = num_layers + 2
         base_wd = self.base_wd or 0.
@@ -132,7 +112,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if not param.requires_grad:
                 continue
             name = prefix + name
-            layer_id = get_layer_id(name, num_layers, backbone_prefix)
+            layer_id, _ = backbone.get_layer_depth(name, backbone_prefix)
             no_decay = is_no_decay(name, param, backbone_prefix)
             key = (layer_id, no_decay)
             if key not in groups:

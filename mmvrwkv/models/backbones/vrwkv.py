@@ -14,31 +14,13 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
-from mmvrwkv.ops import BACKENDS
 from mmvrwkv.registry import MODELS
-from ..layers import ATTN_DIRECTIONS, INIT_MODES, SHIFT_FUNCS, Block, PatchEmbed
+from ..layers import Block, PatchEmbed
 
 
-class _FromArch:
-    """Default marker of ``init_values``: take the value of the arch (None is a real value,
-    meaning "no layer scale", so it cannot be the marker)."""
-
-    _instance = None
-
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return 'FROM_ARCH'
-
-    def __reduce__(self):
-        return (_FromArch, ())
-
-
-#: Default of ``VRWKV(init_values=...)``: use the arch's value.
-FROM_ARCH = _FromArch()
+#: Default of ``VRWKV(init_values=...)``: use the arch's value (None is a real value, "no
+#: layer scale", so it cannot be the marker; a string survives config copies and pickling).
+FROM_ARCH = 'from_arch'
 
 _INTERPOLATE_MODES = ('nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area')
 # Entries of the pos-embed resize cache kept per module (one per recently seen patch grid).
@@ -152,7 +134,7 @@ class VRWKV(BaseModule):
                  init_mode: str = 'fancy',
                  post_norm: Optional[bool] = None,
                  key_norm: Optional[bool] = None,
-                 init_values: Union[float, None, _FromArch] = FROM_ARCH,
+                 init_values: Union[float, None, str] = FROM_ARCH,
                  hidden_rate: Optional[float] = None,
                  final_norm: bool = True,
                  interpolate_mode: str = 'bicubic',
@@ -167,14 +149,13 @@ class VRWKV(BaseModule):
         for key, value in overrides.items():
             if value is not None:
                 cfg[key] = value
-        if init_values is not FROM_ARCH:
+        if init_values != FROM_ARCH:
             cfg['init_values'] = init_values
 
+        # The backbone checks what it uses itself; the layers check their own arguments.
         self._check_args(cfg, patch_size=patch_size, in_channels=in_channels,
                          drop_rate=drop_rate, drop_path_rate=drop_path_rate,
-                         shift_mode=shift_mode, init_mode=init_mode,
-                         interpolate_mode=interpolate_mode, attn_direction=attn_direction,
-                         wkv_backend=wkv_backend)
+                         interpolate_mode=interpolate_mode)
         self.arch_settings = cfg
         self.embed_dims = C = int(cfg['embed_dims'])
         self.num_layers = self.depth = depth = int(cfg['depth'])
@@ -264,22 +245,13 @@ class VRWKV(BaseModule):
         positive_int('depth', cfg['depth'])
         positive_int('patch_size', kw['patch_size'])
         positive_int('in_channels', kw['in_channels'])
-        hr = cfg['hidden_rate']
-        if isinstance(hr, bool) or not isinstance(hr, Real) or hr <= 0:
-            raise ValueError(f'hidden_rate must be a positive number, got {hr!r}')
-        iv = cfg['init_values']
-        if iv is not None and (isinstance(iv, bool) or not isinstance(iv, Real)):
-            raise ValueError(f'init_values must be a number or None, got {iv!r}')
         for name in ('drop_rate', 'drop_path_rate'):
             p = kw[name]
             if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p < 1:
                 raise ValueError(f'{name} must be in [0, 1), got {p!r}')
-        choices = dict(shift_mode=tuple(SHIFT_FUNCS), init_mode=INIT_MODES,
-                       interpolate_mode=_INTERPOLATE_MODES, attn_direction=ATTN_DIRECTIONS,
-                       wkv_backend=BACKENDS)
-        for name, valid in choices.items():
-            if kw[name] not in valid:
-                raise ValueError(f'{name} must be one of {valid}, got {kw[name]!r}')
+        if kw['interpolate_mode'] not in _INTERPOLATE_MODES:
+            raise ValueError(f'interpolate_mode must be one of {_INTERPOLATE_MODES}, '
+                             f'got {kw["interpolate_mode"]!r}')
 
     @staticmethod
     def _normalize_out_indices(out_indices: Union[int, Sequence[int]],
@@ -305,6 +277,29 @@ class VRWKV(BaseModule):
                                  f'(valid: {-depth} .. {depth - 1})')
             result.add(j)
         return tuple(sorted(result))
+
+    # ------------------------------------------------------------------ layer-wise lr decay
+    #: Parameters (names inside the backbone) of the embedding "layer" 0.
+    EMBED_PARAMS = ('pos_embed', 'cls_token', 'mask_token', 'visual_embed')
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """``(layer id, number of layer ids)`` of a parameter for layer-wise lr decay, as
+        mmpretrain's ViT: 0 for the patch embedding and :attr:`EMBED_PARAMS`, ``i + 1`` for
+        block i, ``num_layers + 1`` for everything else (an adapter's modules, heads, ...);
+        ``num_layers + 2`` ids in all. ``prefix`` is the backbone's name prefix in the model
+        (e.g. ``'backbone.'``); names outside it get the top id."""
+        count = self.num_layers + 2
+        top = count - 1
+        if not param_name.startswith(prefix):
+            return top, count
+        name = param_name[len(prefix):]
+        if name in self.EMBED_PARAMS or name.startswith('patch_embed.'):
+            return 0, count
+        if name.startswith('layers.'):
+            index = name.split('.', 2)[1]
+            if index.isdigit() and int(index) < self.num_layers:
+                return int(index) + 1, count
+        return top, count
 
     # ------------------------------------------------------------------ position embedding
     def _interpolate_pos_embed(self, pos_embed: torch.Tensor, src: Tuple[int, int],

@@ -16,6 +16,7 @@ from mmengine.logging import print_log
 from mmvrwkv.registry import MODELS
 from ..layers.adapter_modules import (InteractionBlock, MSDeformAttn, SpatialPriorModule,
                                       deform_inputs, init_adapter_weights)
+from ..checkpoint_utils import find_state_dict
 from ..layers.norm import build_norm2d
 from .vrwkv import VRWKV, _is_int
 
@@ -280,11 +281,7 @@ class VRWKVAdapter(VRWKV):
         if not isinstance(checkpoint, dict):
             raise TypeError(f'checkpoint {source} holds a {type(checkpoint).__name__}, '
                             f'not a dict')
-        state_dict = checkpoint
-        for wrapper in ('state_dict', 'model', 'module'):
-            if isinstance(state_dict.get(wrapper), dict):
-                state_dict = state_dict[wrapper]
-                break
+        state_dict, _ = find_state_dict(checkpoint)
         state_dict = OrderedDict(
             (k[7:] if k.startswith('module.') else k, v) for k, v in state_dict.items())
         dropped: List[str] = []

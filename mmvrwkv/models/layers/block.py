@@ -50,6 +50,9 @@ class Block(nn.Module):
                  key_norm: bool = False, with_cp: bool = False, attn_direction: str = 'bi',
                  wkv_backend: str = 'auto') -> None:
         super().__init__()
+        if init_values is not None and (isinstance(init_values, bool)
+                                        or not isinstance(init_values, (int, float))):
+            raise ValueError(f'init_values must be a number or None, got {init_values!r}')
         self.layer_id = layer_id
         self.post_norm = post_norm
         self.with_cp = with_cp

@@ -5,11 +5,10 @@ import torch
 import torch.nn as nn
 
 from .init_modes import channel_positions, check_init_mode, layer_ratios
-from .shift import get_shift_fn
-from .spatial_mix import check_shift_args
+from .shift import TokenShift
 
 
-class ChannelMix(nn.Module):
+class ChannelMix(TokenShift):
     """Channel mixer: token shift, squared-ReLU MLP gated by the receptance.
 
     ``out = sigmoid(receptance(xr)) * value([key_norm](relu(key(xk))^2))`` with
@@ -31,8 +30,7 @@ class ChannelMix(nn.Module):
     def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
                  channel_gamma: float = 0.25, shift_pixel: int = 1, hidden_rate: float = 4,
                  init_mode: str = 'fancy', key_norm: bool = False) -> None:
-        super().__init__()
-        check_shift_args(shift_pixel, channel_gamma)
+        super().__init__(embed_dims, ('k', 'r'), shift_mode, shift_pixel, channel_gamma)
         if not isinstance(hidden_rate, (int, float)) or isinstance(hidden_rate, bool) \
                 or int(hidden_rate * embed_dims) < 1:
             raise ValueError(f'hidden_rate must be a positive number giving at least one hidden '
@@ -40,27 +38,16 @@ class ChannelMix(nn.Module):
         self.embed_dims = embed_dims
         self.depth = depth
         self.layer_id = layer_id
-        self.shift_mode = shift_mode
-        self.shift_fn = get_shift_fn(shift_mode)
-        self.shift_pixel = shift_pixel
-        self.channel_gamma = channel_gamma
         self.init_mode = check_init_mode(init_mode)
 
         C = embed_dims
         hidden = int(hidden_rate * C)
         self.hidden_dims = hidden
-        self.spatial_mix_k = nn.Parameter(torch.empty(1, 1, C))
-        self.spatial_mix_r = nn.Parameter(torch.empty(1, 1, C))
         self.key = nn.Linear(C, hidden, bias=False)
         self.key_norm = nn.LayerNorm(hidden) if key_norm else None
         self.receptance = nn.Linear(C, C, bias=False)
         self.value = nn.Linear(hidden, C, bias=False)
         self.reset_mix_parameters()
-
-    @property
-    def with_shift(self) -> bool:
-        """Whether the token shift (and the mix interpolation) is active."""
-        return self.shift_pixel > 0 and self.shift_mode != 'none'
 
     @torch.no_grad()
     def reset_mix_parameters(self) -> None:
@@ -78,12 +65,7 @@ class ChannelMix(nn.Module):
 
     def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
         """Mix channels of tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``."""
-        if self.with_shift:
-            xx = self.shift_fn(x, self.shift_pixel, self.channel_gamma, patch_resolution)
-            xk = torch.lerp(xx, x, self.spatial_mix_k.to(x.dtype))
-            xr = torch.lerp(xx, x, self.spatial_mix_r.to(x.dtype))
-        else:
-            xk = xr = x
+        xk, xr = self.mix(x, patch_resolution)
         h = torch.square(torch.relu(self.key(xk)))
         if self.key_norm is not None:
             h = self.key_norm(h)

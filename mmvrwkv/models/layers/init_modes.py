@@ -4,6 +4,7 @@ The mixers initialise their own decay, bonus and token-mix parameters in the con
 (these are not Linear/LayerNorm weights, so a classifier-level ``init_cfg`` such as
 ``TruncNormal(layer='Linear')`` leaves them alone).
 """
+import math
 from typing import Tuple
 
 import torch
@@ -29,6 +30,18 @@ def layer_ratios(layer_id: int, depth: int) -> Tuple[float, float]:
     r01 = layer_id / (depth - 1) if depth > 1 else 0.0
     r10 = 1.0 - layer_id / depth
     return r01, r10
+
+
+def fancy_decay_and_first(embed_dims: int, layer_id: int, depth: int,
+                          dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, torch.Tensor]:
+    """'fancy' ``spatial_decay, spatial_first`` ``[C]`` (undivided by T), with h = 0..C-1:
+    ``decay[h] = -5 + 8 (h / (C-1))^(0.7 + 1.3 r01)``,
+    ``first[h] = ln 0.3 + 0.5 ((h + 1) mod 3 - 1)``."""
+    r01, _ = layer_ratios(layer_id, depth)
+    h = torch.arange(embed_dims, dtype=dtype)
+    decay = -5 + 8 * (h / max(embed_dims - 1, 1)) ** (0.7 + 1.3 * r01)
+    first = math.log(0.3) + ((h + 1) % 3 - 1) * 0.5
+    return decay, first
 
 
 def channel_positions(embed_dims: int) -> torch.Tensor:

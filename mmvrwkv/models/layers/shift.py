@@ -8,10 +8,14 @@ tensor with learned per-channel weights. Functions are looked up by name in
 :data:`SHIFT_FUNCS` (never with ``eval``), see :func:`get_shift_fn`.
 
 Signature of every entry: ``fn(x, shift_pixel, channel_gamma, patch_resolution) -> Tensor``.
+
+:class:`TokenShift` is the front both mixers share: it owns the shift function, its arguments
+and the mix coefficients, and returns the mixed inputs.
 """
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 
 ShiftFn = Callable[[torch.Tensor, int, float, Optional[Sequence[int]]], torch.Tensor]
 
@@ -99,3 +103,56 @@ def get_shift_fn(shift_mode: str) -> ShiftFn:
     except (KeyError, TypeError):
         raise ValueError(f'shift_mode must be one of {sorted(SHIFT_FUNCS)}, '
                          f'got {shift_mode!r}') from None
+
+
+def check_shift_args(shift_pixel: int, channel_gamma: float) -> None:
+    """Validate the token-shift arguments (ValueError naming the argument)."""
+    if isinstance(shift_pixel, bool) or not isinstance(shift_pixel, int) or shift_pixel < 0:
+        raise ValueError(f'shift_pixel must be an int >= 0, got {shift_pixel!r}')
+    if not isinstance(channel_gamma, (int, float)) or not 0 < channel_gamma <= 0.25:
+        raise ValueError(f'channel_gamma must be in (0, 1/4] (one share per shift direction), '
+                         f'got {channel_gamma!r}')
+
+
+class TokenShift(nn.Module):
+    """Token shift, then one learned interpolation per mixer input.
+
+    For every name n of ``mix_names`` the module has a parameter ``spatial_mix_<n>``
+    ``[1, 1, C]`` (the names of the official checkpoints) and :meth:`mix` returns
+    ``lerp(shift(x), x, spatial_mix_<n>)`` (1 keeps the token itself), in ``mix_names`` order.
+    Without a shift (``shift_pixel == 0`` or ``shift_mode == 'none'``) it returns ``x`` for
+    every input. The mixers derive from it; each initialises the coefficients its own way.
+
+    Args:
+        embed_dims: channels C.
+        mix_names: the mixer's inputs, e.g. ``('k', 'v', 'r')``.
+        shift_mode: key of :data:`SHIFT_FUNCS`.
+        shift_pixel: shift distance; 0 disables the shift.
+        channel_gamma: fraction of the channels per Q-Shift direction (<= 1/4).
+    """
+
+    def __init__(self, embed_dims: int, mix_names: Sequence[str], shift_mode: str = 'q_shift',
+                 shift_pixel: int = 1, channel_gamma: float = 0.25) -> None:
+        super().__init__()
+        check_shift_args(shift_pixel, channel_gamma)
+        self.shift_fn = get_shift_fn(shift_mode)
+        self.shift_mode = shift_mode
+        self.shift_pixel = shift_pixel
+        self.channel_gamma = channel_gamma
+        self.mix_names = tuple(mix_names)
+        for name in self.mix_names:
+            self.register_parameter(f'spatial_mix_{name}',
+                                    nn.Parameter(torch.empty(1, 1, embed_dims)))
+
+    @property
+    def with_shift(self) -> bool:
+        """Whether the token shift (and the mix interpolation) is active."""
+        return self.shift_pixel > 0 and self.shift_mode != 'none'
+
+    def mix(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> Tuple[torch.Tensor, ...]:
+        """Mixed inputs for tokens ``x [B, T, C]`` on the grid ``(H, W)``, one per mix name."""
+        if not self.with_shift:
+            return (x,) * len(self.mix_names)
+        xx = self.shift_fn(x, self.shift_pixel, self.channel_gamma, patch_resolution)
+        return tuple(torch.lerp(xx, x, getattr(self, f'spatial_mix_{name}').to(x.dtype))
+                     for name in self.mix_names)

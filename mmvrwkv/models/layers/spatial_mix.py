@@ -1,13 +1,13 @@
 """Spatial mixer of Vision-RWKV (the attention replacement)."""
-import math
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from mmvrwkv.ops import BACKENDS, bi_wkv
-from .init_modes import channel_positions, check_init_mode, layer_ratios
-from .shift import get_shift_fn
+from .init_modes import (channel_positions, check_init_mode, fancy_decay_and_first,
+                         layer_ratios)
+from .shift import TokenShift
 
 #: Valid values of ``attn_direction``.
 ATTN_DIRECTIONS = ('bi', 'uni')
@@ -21,16 +21,7 @@ def check_attn_direction(attn_direction: str) -> str:
     return attn_direction
 
 
-def check_shift_args(shift_pixel: int, channel_gamma: float) -> None:
-    """Validate the token-shift arguments shared by both mixers."""
-    if isinstance(shift_pixel, bool) or not isinstance(shift_pixel, int) or shift_pixel < 0:
-        raise ValueError(f'shift_pixel must be an int >= 0, got {shift_pixel!r}')
-    if not isinstance(channel_gamma, (int, float)) or not 0 < channel_gamma <= 0.25:
-        raise ValueError(f'channel_gamma must be in (0, 1/4] (one share per shift direction), '
-                         f'got {channel_gamma!r}')
-
-
-class SpatialMix(nn.Module):
+class SpatialMix(TokenShift):
     """Token mixer of Vision-RWKV: token shift, then Bi-WKV attention gated by the receptance.
 
     ``out = output(sigmoid(r) * [key_norm](BiWKV(w, u, k, v)))`` with ``k, v, r`` the key,
@@ -57,17 +48,12 @@ class SpatialMix(nn.Module):
                  channel_gamma: float = 0.25, shift_pixel: int = 1, init_mode: str = 'fancy',
                  key_norm: bool = False, attn_direction: str = 'bi',
                  wkv_backend: str = 'auto') -> None:
-        super().__init__()
-        check_shift_args(shift_pixel, channel_gamma)
+        super().__init__(embed_dims, ('k', 'v', 'r'), shift_mode, shift_pixel, channel_gamma)
         if wkv_backend not in BACKENDS:
             raise ValueError(f'wkv_backend must be one of {BACKENDS}, got {wkv_backend!r}')
         self.embed_dims = embed_dims
         self.depth = depth
         self.layer_id = layer_id
-        self.shift_mode = shift_mode
-        self.shift_fn = get_shift_fn(shift_mode)
-        self.shift_pixel = shift_pixel
-        self.channel_gamma = channel_gamma
         self.init_mode = check_init_mode(init_mode)
         self.attn_direction = check_attn_direction(attn_direction)
         self.wkv_backend = wkv_backend
@@ -75,20 +61,12 @@ class SpatialMix(nn.Module):
         C = embed_dims
         self.spatial_decay = nn.Parameter(torch.empty(C))
         self.spatial_first = nn.Parameter(torch.empty(C))
-        self.spatial_mix_k = nn.Parameter(torch.empty(1, 1, C))
-        self.spatial_mix_v = nn.Parameter(torch.empty(1, 1, C))
-        self.spatial_mix_r = nn.Parameter(torch.empty(1, 1, C))
         self.key = nn.Linear(C, C, bias=False)
         self.value = nn.Linear(C, C, bias=False)
         self.receptance = nn.Linear(C, C, bias=False)
         self.output = nn.Linear(C, C, bias=False)
         self.key_norm = nn.LayerNorm(C) if key_norm else None
         self.reset_mix_parameters()
-
-    @property
-    def with_shift(self) -> bool:
-        """Whether the token shift (and the mix interpolation) is active."""
-        return self.shift_pixel > 0 and self.shift_mode != 'none'
 
     @torch.no_grad()
     def reset_mix_parameters(self) -> None:
@@ -105,10 +83,7 @@ class SpatialMix(nn.Module):
         C = self.embed_dims
         if self.init_mode == 'fancy':
             r01, r10 = layer_ratios(self.layer_id, self.depth)
-            h = torch.arange(C, dtype=torch.float32, device=self.spatial_decay.device)
-            decay = -5 + 8 * (h / max(C - 1, 1)) ** (0.7 + 1.3 * r01)
-            zigzag = ((h + 1) % 3 - 1) * 0.5
-            first = math.log(0.3) + zigzag
+            decay, first = fancy_decay_and_first(C, self.layer_id, self.depth)
             x = channel_positions(C).to(self.spatial_decay.device)
             self.spatial_decay.copy_(decay)
             self.spatial_first.copy_(first)
@@ -128,14 +103,7 @@ class SpatialMix(nn.Module):
     def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
         """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``."""
         T = x.shape[1]
-        if self.with_shift:
-            xx = self.shift_fn(x, self.shift_pixel, self.channel_gamma, patch_resolution)
-            # lerp(xx, x, mu) = x * mu + xx * (1 - mu): mu = 1 keeps the token itself.
-            xk = torch.lerp(xx, x, self.spatial_mix_k.to(x.dtype))
-            xv = torch.lerp(xx, x, self.spatial_mix_v.to(x.dtype))
-            xr = torch.lerp(xx, x, self.spatial_mix_r.to(x.dtype))
-        else:
-            xk = xv = xr = x
+        xk, xv, xr = self.mix(x, patch_resolution)
         k = self.key(xk)
         v = self.value(xv)
         sr = torch.sigmoid(self.receptance(xr))
