@@ -126,7 +126,8 @@ def test_cuda_report_and_targets_synthetic(bench, tmp_path):
     import argparse
     copy_gbps = 3000.0
     rows = []
-    for backend, frac in (('cuda', {'fwd': 0.8, 'fwdbwd': 0.4}), ('torch', {'fwd': 0.1, 'fwdbwd': 0.05})):
+    for backend, frac in (('cuda', {'fwd': 0.8, 'fwdbwd': 0.4}),
+                          ('torch', {'fwd': 0.1, 'fwdbwd': 0.05})):
         for mode in ('fwd', 'fwdbwd'):
             for B, T, C in ((1, 196, 192), (8, 4096, 768)):
                 N = B * T * C
@@ -145,7 +146,8 @@ def test_cuda_report_and_targets_synthetic(bench, tmp_path):
     header = table.splitlines()[0].split()
     assert header[-2:] == ['%copy', 'max_rel_err']
     assert ' 80.0 ' in table and 'skipped: too big' in table
-    res = {t['name'].split(' of ')[0]: t for t in bench.evaluate_targets(rows, args, copy_gbps)}
+    checker = load_tool('analysis/check_targets')  # the targets live beside the benchmark
+    res = {t['name'].split(' of ')[0]: t for t in checker.bi_wkv_targets(rows, args, copy_gbps)}
     assert res['CUDA kernel fwd >= 70%']['status'] == 'PASS'
     assert res['CUDA kernel fwdbwd >= 50%']['status'] == 'FAIL'
     assert res['CUDA kernel fwdbwd >= 50%']['value'] == pytest.approx(40.0)
@@ -159,3 +161,125 @@ def test_cuda_report_and_targets_synthetic(bench, tmp_path):
     png = tmp_path / 'gpu.png'
     bench.plot(rows, args, copy_gbps, str(png))
     assert png.stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- check_targets.py
+
+def _cpu_doc(vs_torch, x_copy, elems=2**20, check=False, err=1e-4):
+    rows = [dict(backend='cpu', mode='fwd', dtype='float32', B=1, T=elems // 256, C=256,
+                 elems=elems, status='ok', vs_torch=vs_torch, x_copy=x_copy, max_rel_err=err)]
+    return dict(tool='benchmark_bi_wkv', rows=rows, baseline=dict(kind='clone', copy_gbps=None),
+                args=dict(device='cpu', dtype='float32', check=check, check_tol=None,
+                          target_min_elems=None))
+
+
+def test_check_targets_cli(tmp_path, capsys):
+    """The checker reads a benchmark's JSON: PASS/FAIL lines, overrides, --strict, errors."""
+    checker = load_tool('analysis/check_targets')
+    path = tmp_path / 'b.json'
+    path.write_text(json.dumps(_cpu_doc(vs_torch=20.0, x_copy=5.0, check=True)))
+    assert checker.main([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f'# {path} (benchmark_bi_wkv, cpu, float32)')
+    assert [ln.split(':')[0] for ln in lines[1:]] == ['PASS', 'FAIL', 'PASS']
+    assert 'worst 5 at cpu fwd float32 B=1 T=4096 C=256' in lines[2]
+    assert checker.main([str(path), '--strict']) == 1
+    capsys.readouterr()
+    assert checker.main([str(path), '--strict', '--target', 'cpu_fwd_x_copy=6',
+                         '--target', 'check_tol=1e-5']) == 1  # x_copy passes, check fails
+    out = capsys.readouterr().out
+    assert 'PASS: CPU kernel forward <= 6x' in out and 'FAIL: --check: max_rel_err <= 1e-05' in out
+    # Below the size floor (the run's --target-min-elems, else 2^19) the CPU targets SKIP.
+    small = _cpu_doc(vs_torch=1.0, x_copy=50.0, elems=2**18)
+    assert [r['status'] for r in checker.evaluate(small)] == ['SKIP', 'SKIP']
+    small['args']['target_min_elems'] = 2**10
+    assert [r['status'] for r in checker.evaluate(small)] == ['FAIL', 'FAIL']
+    with pytest.raises(SystemExit):
+        checker.main([str(path), '--target', 'no_such_target=1'])
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps(dict(tool='benchmark_msda', rows=[])))
+    assert checker.main([str(other)]) == 2
+    assert checker.main([str(tmp_path / 'missing.json')]) == 2
+
+
+def test_benchmark_json_is_checked_the_same_way(bench, tmp_path, capsys):
+    """The targets a run prints and stores are what check_targets.py finds in its JSON."""
+    js = tmp_path / 'b.json'
+    assert bench.main(TINY + ['--check', '--json', str(js), '--modes', 'fwd',
+                              '--target-min-elems', '100']) == 0
+    printed = [ln for ln in capsys.readouterr().out.splitlines()
+               if ln.startswith(('PASS:', 'FAIL:', 'SKIP:'))]
+    checker = load_tool('analysis/check_targets')
+    doc = json.loads(js.read_text())
+    assert checker.format_results(checker.evaluate(doc)) == printed
+    assert checker.format_results(doc['targets']) == printed
+    if 'cpu' in _backends(bench):  # the size floor came from --target-min-elems
+        assert not any(ln.startswith('SKIP: CPU') for ln in printed)
+
+
+# ----------------------------------------------------------------------------- gpu_check_steps.py
+
+@pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
+def test_gpu_check_steps_budget_summary_and_pack(tmp_path, monkeypatch, capsys):
+    """Steps run under the budget (ok, failed, allowed rc, timeout, out of budget), the summary
+    quotes them, and packing leaves at most --max-files files with everything in the tarball."""
+    import tarfile
+    import time
+    steps = load_tool('analysis/gpu_check_steps')
+    out = tmp_path / 'out'
+    monkeypatch.setenv('OUT', str(out))
+    monkeypatch.setenv('GPU_CHECK_START', str(int(time.time())))
+    monkeypatch.setenv('GPU_CHECK_BUDGET', '300')
+    monkeypatch.setenv('GPU_CHECK_RESERVE', '0')
+    monkeypatch.setenv('GPU_CHECK_MIN_STEP', '1')
+    monkeypatch.setattr(steps, 'KILL_AFTER', 2)
+    assert steps.main(['init']) == 0
+    assert steps.main(['run', 'good', '10', 'echo hello']) == 0
+    assert steps.main(['run', 'bad', '10', 'echo boom; exit 3']) == 3
+    assert steps.main(['run', 'pytest_cuda', '10', '--note', '5=no-tests-selected', 'exit 5']) == 5
+    t0 = time.time()
+    assert steps.main(['run', 'slow', '1', 'sleep 30']) == 124
+    assert time.time() - t0 < 10
+    assert steps.main(['skip', 'build', 'dry run']) == 0
+    monkeypatch.setenv('GPU_CHECK_START', str(int(time.time()) - 1000))
+    assert steps.main(['run', 'late', '10', 'echo never']) == 0
+    assert not (out / 'late.log').exists()
+    assert (out / 'good.log').read_text() == 'hello\n'
+    (out / 'targets.log').write_text('# a.json (benchmark_bi_wkv, cpu, float32)\n'
+                                     'PASS: one: fine\nother text\nFAIL: two: not\n')
+    assert steps.main(['summary', '--title', 'dry_run=1', '--logs', 'good', 'nothere']) == 0
+    summary = (out / 'summary.txt').read_text()
+    table = {ln.split()[0]: ln.split()[1:] for ln in summary.splitlines()
+             if ln.split() and ln.split()[0] in ('good', 'bad', 'pytest_cuda', 'slow', 'build',
+                                                 'late')}
+    assert table == {'good': ['0', '0', 'ok'], 'bad': ['3', '0', 'failed'],
+                     'pytest_cuda': ['5', '0', 'no-tests-selected'],
+                     'slow': ['124', table['slow'][1], 'timeout(1s)'],
+                     'build': ['-', '0', 'skipped:dry', 'run'],
+                     'late': ['-', '0', 'skipped:out-of-time-budget']}
+    assert 'dry_run=1' in summary.splitlines()[0]
+    assert '== good\nhello' in summary and '== nothere' not in summary
+    assert '== target lines\n# a.json (benchmark_bi_wkv, cpu, float32)\nPASS: one: fine\n' \
+           'FAIL: two: not\n' in summary
+    assert '== tail of bad.log (rc=3)\nboom' in summary and '== tail of slow.log' in summary
+    assert 'tail of pytest_cuda' not in summary and not (out / '.steps').exists()
+
+    for i in range(6):
+        (out / f'extra{i}.json').write_text('{}')
+    before = sorted(p.name for p in out.iterdir())
+    assert len(before) > 8
+    assert steps.main(['pack', '--max-files', '8', '--keep', 'extra3.json', 'missing.png',
+                       'extra1.json']) == 0
+    after = sorted(p.name for p in out.iterdir())
+    assert after == ['extra1.json', 'extra3.json', 'gpu_check.tar.gz', 'summary.txt']
+    with tarfile.open(out / 'gpu_check.tar.gz') as tar:
+        assert sorted(tar.getnames()) == before
+    assert (out / 'summary.txt').read_text().splitlines()[-1] == (
+        'packed: everything in gpu_check.tar.gz; loose: summary.txt gpu_check.tar.gz '
+        'extra3.json extra1.json')
+    # Few files: nothing is packed.
+    monkeypatch.setenv('OUT', str(tmp_path / 'few'))
+    (tmp_path / 'few').mkdir()
+    (tmp_path / 'few' / 'summary.txt').write_text('x\n')
+    assert steps.main(['pack', '--max-files', '8']) == 0
+    assert sorted(p.name for p in (tmp_path / 'few').iterdir()) == ['summary.txt']

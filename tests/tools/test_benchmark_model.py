@@ -29,7 +29,8 @@ def bench():
 
 def test_tiny_run_table_json_plot(bench, tmp_path, capsys):
     out_json, out_png = str(tmp_path / 'b.json'), str(tmp_path / 'b.png')
-    res = bench.main(tiny(32, 64) + ['--baseline', 'torchvision', '--json', out_json, '--plot', out_png])
+    res = bench.main(tiny(32, 64) + ['--baseline', 'torchvision', '--json', out_json,
+                                     '--plot', out_png])
     rows = res['table']
     assert [(r['arch'], r['res'], r['tokens']) for r in rows] == [('tiny', 32, 4), ('tiny', 64, 16)]
     for r in rows:
@@ -119,7 +120,8 @@ def test_arguments(bench):
 def test_runs_without_mmpretrain_and_mmcv(tmp_path):
     """The GPU check machines have neither: 'auto' falls back to torchvision."""
     code = ('import sys, runpy; sys.modules["mmpretrain"] = None; sys.modules["mmcv"] = None; '
-            f'sys.argv = [{SCRIPT!r}] + sys.argv[1:]; runpy.run_path({SCRIPT!r}, run_name="__main__")')
+            f'sys.argv = [{SCRIPT!r}] + sys.argv[1:]; '
+            f'runpy.run_path({SCRIPT!r}, run_name="__main__")')
     out_json = str(tmp_path / 'b.json')
     proc = subprocess.run([sys.executable, '-c', code] + tiny(32)
                           + ['--json', out_json], capture_output=True, text=True, timeout=300)

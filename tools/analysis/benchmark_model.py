@@ -55,20 +55,15 @@ Examples::
         --resolutions 224 512 1024 2048 --dtype float32 --batch-size 1
 """
 import argparse
-import ctypes
-import gc
-import json
-import os
 import os.path as osp
-import platform
-import re
-import statistics
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, ROOT)
+_HERE = osp.dirname(osp.abspath(__file__))
+if _HERE not in sys.path:  # the harness beside this file, also when loaded from its path
+    sys.path.insert(0, _HERE)
+import bench_harness as bh  # noqa: E402  (also puts the checkout on sys.path)
+from bench_harness import is_oom  # noqa: E402,F401  (part of this tool's interface)
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -81,7 +76,6 @@ VIT_ARCHS = {
     'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
 }
 MODELS = ('vrwkv', 'vit')
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 DEFAULTS = {
     'cpu': dict(archs=list(ARCHS), resolutions=[224, 384, 512], batch_size=1, warmup=1,
                 repeat=3, dtype='float32'),
@@ -96,54 +90,31 @@ TABLE_COLUMNS = ('arch', 'res', 'tokens', 'batch', 'vrwkv_img_s', 'vit_img_s', '
                  'vrwkv_mem_mib', 'vit_mem_mib', 'mem_ratio')
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        epilog='Per-device defaults: ' + '; '.join(
-            f'{d}: archs={" ".join(v["archs"])} resolutions={" ".join(map(str, v["resolutions"]))}'
-            f' batch={v["batch_size"]} warmup={v["warmup"]} repeat={v["repeat"]} dtype={v["dtype"]}'
-            for d, v in DEFAULTS.items()) + '. --quick: ' + '; '.join(
-            f'{d}: archs={" ".join(v["archs"])} resolutions={" ".join(map(str, v["resolutions"]))}'
-            f' repeat={v["repeat"]}' for d, v in QUICK.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--device', choices=['cpu', 'cuda'], default=None,
-                   help='default: cuda when available, else cpu')
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                epilog=bh.describe_presets(DEFAULTS, QUICK),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    bh.add_common_args(p)
     p.add_argument('--archs', nargs='+', choices=ARCHS, default=None, help='model sizes')
     p.add_argument('--resolutions', nargs='+', type=int, default=None,
                    help='square input sides in pixels (multiples of 16)')
     p.add_argument('--batch-size', type=int, default=None, help='images per forward pass')
-    p.add_argument('--dtype', choices=sorted(DTYPES), default=None,
+    p.add_argument('--dtype', choices=sorted(bh.DTYPES), default=None,
                    help='weights and input dtype (default: float32 on cpu, bfloat16 on cuda)')
-    p.add_argument('--warmup', type=int, default=None, help='untimed runs per measurement')
-    p.add_argument('--repeat', type=int, default=None, help='timed runs (median reported)')
     p.add_argument('--baseline', choices=['auto', 'mmpretrain', 'torchvision'], default='auto',
-                   help='where the ViT comes from (auto: mmpretrain if installed, else torchvision)')
+                   help='where the ViT comes from (auto: mmpretrain if installed, else '
+                        'torchvision)')
     p.add_argument('--models', nargs='+', choices=MODELS, default=list(MODELS),
                    help='which backbones to measure')
     p.add_argument('--depth', type=int, default=None,
                    help='override the depth of both backbones (smoke tests; default 12)')
     p.add_argument('--wkv-backend', default='auto', help="VRWKV(wkv_backend=...)")
-    p.add_argument('--threads', type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument('--quick', action='store_true',
-                   help='small preset for smoke tests; explicit options still win')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', metavar='FILE', help='write settings, measurements and table as JSON')
     p.add_argument('--plot', metavar='FILE', help='write a PNG of img/s and memory vs resolution')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
-    args = p.parse_args(argv)
-
-    if args.device is None:
-        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        p.error('--device cuda but torch sees no CUDA GPU')
-    preset = dict(DEFAULTS[args.device])
-    if args.quick:
-        preset.update(QUICK[args.device])
-    for key in ('archs', 'resolutions', 'batch_size', 'warmup', 'repeat', 'dtype'):
-        if getattr(args, key) is None:
-            setattr(args, key, preset[key])
-    if args.repeat < 1 or args.warmup < 0 or args.batch_size < 1:
-        p.error('--repeat and --batch-size must be >= 1, --warmup >= 0')
+    args = bh.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
+    if args.batch_size < 1:
+        p.error('--batch-size must be >= 1')
     bad = [r for r in args.resolutions if r < 16 or r % 16]
     if bad:
         p.error(f'resolutions must be positive multiples of the patch size 16, got {bad}')
@@ -222,103 +193,22 @@ def model_label(model, arch, baseline):
     return f'DeiT-{arch[0].upper()} ({baseline})'
 
 
-# ----------------------------------------------------------------------------- memory
-
-_PROC_STATUS = '/proc/self/status'
-_CLEAR_REFS = '/proc/self/clear_refs'
-
-
-def _proc_kib(key):
-    with open(_PROC_STATUS) as f:
-        m = re.search(rf'^{key}:\s+(\d+) kB', f.read(), re.M)
-    return int(m.group(1)) if m else None
-
-
-def _malloc_trim():
-    try:
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class CpuMemory:
-    """Resident-set peak above a baseline (see the module docstring)."""
-
-    def __init__(self):
-        self.reason = None
-        try:
-            _proc_kib('VmRSS')
-            with open(_CLEAR_REFS, 'w') as f:
-                f.write('5')
-            if _proc_kib('VmHWM') is None:
-                raise OSError('no VmHWM in /proc/self/status')
-        except OSError as e:
-            self.reason = f'CPU memory not measured: /proc/self/clear_refs or VmHWM unusable ({e})'
-
-    @property
-    def available(self):
-        return self.reason is None
-
-    def baseline(self):
-        if not self.available:
-            return None
-        gc.collect()
-        _malloc_trim()
-        return _proc_kib('VmRSS')
-
-    def reset_peak(self):
-        if self.available:
-            gc.collect()
-            _malloc_trim()
-            with open(_CLEAR_REFS, 'w') as f:
-                f.write('5')
-
-    def peak_mib(self, base):
-        if not self.available or base is None:
-            return None
-        return max(0, _proc_kib('VmHWM') - base) / 1024
-
-
-class CudaMemory:
-    reason = None
-    available = True
-
-    def baseline(self):
-        gc.collect()
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        return torch.cuda.memory_allocated()
-
-    def reset_peak(self):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-    def peak_mib(self, base):
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
 # ----------------------------------------------------------------------------- measuring
 
-def is_oom(exc):
-    oom_type = getattr(torch.cuda, 'OutOfMemoryError', None)
-    if isinstance(exc, MemoryError) or (oom_type is not None and isinstance(exc, oom_type)):
-        return True
-    msg = str(exc).lower()
-    return 'out of memory' in msg or "can't allocate memory" in msg or 'failed to allocate' in msg
-
-
-def _sync(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
+def result_record(model_name, arch, res, args, status='ok', error=None):
+    """The result dict of one model at one resolution, before measuring (or for a skipped
+    one: status 'OOM' with the reason in ``error``)."""
+    return dict(model=model_name, arch=arch, res=res, tokens=(res // 16) ** 2,
+                batch=args.batch_size, name=model_label(model_name, arch, args.baseline),
+                status=status, img_s=None, median_s=None, min_s=None, spread=None, times_s=[],
+                mem_mib=None, params=None, error=error)
 
 
 def measure_one(args, model_name, arch, res, memory):
-    """One model at one resolution: returns a result dict (status 'ok', 'OOM' or 'error')."""
-    device, dtype, B = args.device, DTYPES[args.dtype], args.batch_size
-    res_dict = dict(model=model_name, arch=arch, res=res, tokens=(res // 16) ** 2, batch=B,
-                    name=model_label(model_name, arch, args.baseline), status='ok', img_s=None,
-                    median_s=None, times_s=[], mem_mib=None, params=None, error=None)
+    """One model at one resolution: returns a result dict (status 'ok', 'OOM' or 'error');
+    peak memory is taken during the first timed run."""
+    device, dtype, B = args.device, bh.DTYPES[args.dtype], args.batch_size
+    result = result_record(model_name, arch, res, args)
     model = x = None
     try:
         base = memory.baseline()
@@ -326,43 +216,34 @@ def measure_one(args, model_name, arch, res, memory):
         model = build_model(model_name, arch, res, args.baseline, args.depth, args.wkv_backend)
         model.to(device=device, dtype=dtype)
         model.eval()  # (mmpretrain's backbones' train() returns None: no chaining)
-        res_dict['params'] = sum(p.numel() for p in model.parameters())
+        result['params'] = sum(p.numel() for p in model.parameters())
         x = torch.randn(B, 3, res, res, device=device, dtype=dtype)
+
+        def first_peak(i):
+            if i == 0:
+                result['mem_mib'] = memory.peak_mib(base)
+
         with torch.inference_mode():
-            for _ in range(args.warmup):
-                model(x)
-            _sync(device)
-            times = []
-            for i in range(args.repeat):
-                if i == 0:
-                    memory.reset_peak()
-                _sync(device)
-                t0 = time.perf_counter()
-                out = model(x)
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-                if i == 0:
-                    res_dict['mem_mib'] = memory.peak_mib(base)
-                del out
-        res_dict['times_s'] = times
-        res_dict['median_s'] = statistics.median(times)
-        res_dict['img_s'] = B / res_dict['median_s']
+            timing = bh.measure(lambda: model(x), device, args.warmup, args.repeat,
+                                before=lambda i: memory.reset_peak() if i == 0 else None,
+                                after=first_peak)
+        result.update(times_s=timing.samples, median_s=timing.median, min_s=timing.min,
+                      spread=timing.spread, img_s=B / timing.median)
     except Exception as e:  # noqa: BLE001  (recorded, the sweep goes on)
-        res_dict['status'] = 'OOM' if is_oom(e) else 'error'
-        res_dict['error'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'[:300]
+        result['status'] = 'OOM' if is_oom(e) else 'error'
+        result['error'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'[:300]
     finally:
-        del model, x
-        gc.collect()
-        if device == 'cuda':
-            torch.cuda.empty_cache()
-    return res_dict
+        model = x = None  # (the timed closure holds the names) free them before the next one
+        bh.free_memory(device)
+    return result
 
 
 def warm_up_process(args):
     """One untimed forward of each (shallow) model first, so that lazily loaded libraries and
     kernels are not charged to the first configuration's time or memory."""
-    dtype = DTYPES[args.dtype]
+    dtype = bh.DTYPES[args.dtype]
     for model_name in args.models:
+        model = x = None
         try:
             model = build_model(model_name, args.archs[0], args.resolutions[0], args.baseline,
                                 1, args.wkv_backend)
@@ -372,16 +253,18 @@ def warm_up_process(args):
                             dtype=dtype)
             with torch.inference_mode():
                 model(x)
-            _sync(args.device)
+            bh.sync(args.device)
         except Exception:  # noqa: BLE001  (the real measurement records the error)
             pass
         finally:
             model = x = None
-            gc.collect()
+            bh.free_memory(args.device)
 
 
 def run_sweep(args, progress=None):
-    memory = CudaMemory() if args.device == 'cuda' else CpuMemory()
+    """Every arch x model x resolution (larger resolutions after an OOM are skipped as OOM):
+    the result dicts and the memory meter's note (None when it works)."""
+    memory = bh.memory_meter(args.device)
     warm_up_process(args)
     results = []
     for arch in args.archs:
@@ -389,14 +272,12 @@ def run_sweep(args, progress=None):
             oom_at = None
             for res in args.resolutions:
                 if oom_at is not None:
-                    r = dict(model=model_name, arch=arch, res=res, tokens=(res // 16) ** 2,
-                             batch=args.batch_size, params=None,
-                             name=model_label(model_name, arch, args.baseline),
-                             status='OOM', img_s=None, median_s=None, times_s=[], mem_mib=None,
-                             error=f'skipped: out of memory at {oom_at}px')
+                    r = result_record(model_name, arch, res, args, 'OOM',
+                                      f'skipped: out of memory at {oom_at}px')
                 else:
                     if progress is not None:
-                        progress.set_description(f'{model_label(model_name, arch, args.baseline)} {res}px')
+                        progress.set_description(
+                            f'{model_label(model_name, arch, args.baseline)} {res}px')
                     r = measure_one(args, model_name, arch, res, memory)
                     if r['status'] == 'OOM':
                         oom_at = res
@@ -433,156 +314,82 @@ def build_table(results, archs, resolutions):
     return rows
 
 
-def _fmt(x, spec):
-    if x is None:
-        return 'n/a'
-    if isinstance(x, str):
-        return x
-    return format(x, spec)
+# The printed table: (title, TABLE_COLUMNS key, number format); missing values are 'n/a'.
+COLUMNS = [bh.Column(title, key, fmt, missing='n/a') for title, key, fmt in (
+    ('size', 'arch', ''), ('res', 'res', ''), ('tokens', 'tokens', ''), ('B', 'batch', ''),
+    ('VRWKV img/s', 'vrwkv_img_s', '.2f'), ('ViT img/s', 'vit_img_s', '.2f'),
+    ('speed x', 'speed_ratio', '.2f'), ('VRWKV MiB', 'vrwkv_mem_mib', '.1f'),
+    ('ViT MiB', 'vit_mem_mib', '.1f'), ('mem x', 'mem_ratio', '.2f'))]
 
 
 def format_table(rows, baseline):
-    head = ['size', 'res', 'tokens', 'B', 'VRWKV img/s', 'ViT img/s', 'speed x',
-            'VRWKV MiB', 'ViT MiB', 'mem x']
-    body = [[r['arch'], str(r['res']), str(r['tokens']), str(r['batch']),
-             _fmt(r['vrwkv_img_s'], '.2f'), _fmt(r['vit_img_s'], '.2f'),
-             _fmt(r['speed_ratio'], '.2f'), _fmt(r['vrwkv_mem_mib'], '.1f'),
-             _fmt(r['vit_mem_mib'], '.1f'), _fmt(r['mem_ratio'], '.2f')] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(head)]
-    lines = ['  '.join(h.rjust(w) for h, w in zip(head, widths)),
-             '  '.join('-' * w for w in widths)]
-    lines += ['  '.join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
-    lines.append(f'ViT = DeiT of the same size from {baseline}; speed x = img/s VRWKV / ViT '
-                 '(> 1: VRWKV faster); mem x = peak memory VRWKV / ViT (< 1: VRWKV lighter)')
-    return '\n'.join(lines)
+    """The table and a line that says what the ratios mean."""
+    return (bh.format_table(COLUMNS, rows) + '\n'
+            f'ViT = DeiT of the same size from {baseline}; speed x = img/s VRWKV / ViT '
+            '(> 1: VRWKV faster); mem x = peak memory VRWKV / ViT (< 1: VRWKV lighter)')
 
 
-def plot(results, args, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = dict(zip(ARCHS, ('tab:blue', 'tab:orange', 'tab:green')))
-    for arch in args.archs:
+def plot(results, args, path, env=None):
+    """img/s and peak memory vs resolution: a colour per size, solid VRWKV, dashed ViT;
+    failed measurements are marked on the x axis."""
+    fig, axes = bh.subplots(1, 2, panel=(6.0, 4.5))
+    axes = axes[0]
+    for i, arch in enumerate(args.archs):
         for model_name in args.models:
             rs = [r for r in results if r['arch'] == arch and r['model'] == model_name]
-            style = dict(color=colors[arch], marker='o' if model_name == 'vrwkv' else 's',
-                         linestyle='-' if model_name == 'vrwkv' else '--',
-                         label=model_label(model_name, arch, args.baseline))
+            style = bh.series_style(i, dashed=model_name == 'vit')
+            if model_name == 'vit':
+                style['marker'] = 's'
             for ax, key in zip(axes, ('img_s', 'mem_mib')):
                 pts = [(r['res'], r[key]) for r in rs if r['status'] == 'ok' and r[key]]
                 if pts:
-                    ax.plot(*zip(*pts), **style)
+                    ax.plot(*zip(*pts), label=model_label(model_name, arch, args.baseline),
+                            **style)
                 for r in rs:  # mark failures on the x axis
                     if r['status'] != 'ok':
                         ax.annotate(r['status'], (r['res'], 0), xycoords=('data', 'axes fraction'),
-                                    color=colors[arch], fontsize=7, ha='center', va='bottom')
+                                    color=style['color'], fontsize=7, ha='center', va='bottom')
     for ax, title in zip(axes, ('throughput (img/s)', 'peak memory (MiB)')):
         ax.set_xlabel('resolution (px, square)')
         ax.set_title(title)
-        ax.set_yscale('log')
-        ax.set_xscale('log')
-        ax.set_xticks(args.resolutions)
-        ax.set_xticklabels([str(r) for r in args.resolutions])
-        ax.minorticks_off()
-        ax.grid(True, which='both', alpha=0.3)
+        bh.log_axis(ax, 'x', args.resolutions)
         if ax.lines:
+            bh.log_axis(ax, 'y')
             ax.legend(fontsize=7)
-    dev = args.device if args.device == 'cpu' else torch.cuda.get_device_name()
-    fig.suptitle(f'VRWKV vs ViT backbone inference, {dev}, {args.dtype}, batch {args.batch_size}')
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def environment(args):
-    env = dict(python=platform.python_version(), platform=platform.platform(),
-               torch=torch.__version__, torch_cuda=torch.version.cuda,
-               threads=torch.get_num_threads(), cpu_count=os.cpu_count(), device=args.device)
-    try:
-        env['loadavg'] = list(os.getloadavg())
-    except OSError:
-        pass
-    if args.device == 'cuda':
-        env['device_name'] = torch.cuda.get_device_name()
-    try:
-        from mmvrwkv.ops import available_backends
-        env['wkv_backends'] = list(available_backends())
-    except ImportError:
-        pass
-    for mod in ('mmvrwkv', 'mmpretrain', 'torchvision'):
-        try:
-            env[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            pass
-    return env
-
-
-class _Progress:
-    """Minimal progress display on stderr when tqdm is missing."""
-
-    def __init__(self, total, disable):
-        self.total, self.n, self.disable, self.desc = total, 0, disable, ''
-
-    def set_description(self, desc):
-        self.desc = desc
-
-    def update(self, k=1):
-        self.n += k
-        if not self.disable:
-            print(f'\r[{self.n}/{self.total}] {self.desc}   ', end='', file=sys.stderr, flush=True)
-
-    def close(self):
-        if not self.disable:
-            print(file=sys.stderr)
-
-
-def make_progress(total, disable):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _Progress(total, disable)
-    return tqdm(total=total, disable=disable, file=sys.stderr, desc='benchmark', leave=False)
+        ax.grid(True, which='both', alpha=0.3)
+    env = env or dict(device=args.device, device_name=args.device,
+                      threads=torch.get_num_threads())
+    bh.save_figure(fig, path, bh.plot_title('VRWKV vs ViT backbone inference', env, args.dtype,
+                                            args.batch_size))
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.device == 'cuda':
         torch.backends.cudnn.benchmark = False
     total = len(args.archs) * len(args.resolutions) * len(args.models)
-    progress = make_progress(total, args.no_progress)
     t0 = time.time()
-    try:
+    with bh.Progress(total, 'model', args.no_progress) as progress:
         results, mem_note = run_sweep(args, progress)
-    finally:
-        progress.close()
     rows = build_table(results, args.archs, args.resolutions)
-    table = format_table(rows, args.baseline)
     print(f'device {args.device}, dtype {args.dtype}, batch {args.batch_size}, warmup '
           f'{args.warmup}, median of {args.repeat} runs, threads {torch.get_num_threads()}'
           + (f', depth {args.depth}' if args.depth else '') + f', {time.time() - t0:.0f}s')
-    print(table)
+    print(format_table(rows, args.baseline))
     if mem_note:
         print(mem_note)
     for r in results:
         if r['status'] != 'ok':
             print(f"{r['name']} {r['res']}px: {r['status']} {r['error'] or ''}")
-    if args.json:
-        settings = {k: v for k, v in vars(args).items() if k not in ('json', 'plot')}
-        memory_method = ('torch.cuda.max_memory_allocated above the pre-build allocation'
-                         if args.device == 'cuda' else
-                         'VmHWM (reset via /proc/self/clear_refs) above the pre-build VmRSS')
-        with open(args.json, 'w') as f:
-            json.dump(dict(environment=environment(args), settings=settings,
-                           memory_method=memory_method, memory_note=mem_note,
-                           results=results, table=rows, columns=list(TABLE_COLUMNS)),
-                      f, indent=1)
-    if args.plot:
-        plot(results, args, args.plot)
+    env = bh.environment(args.device, args.dtype, ('mmpretrain', 'torchvision'))
+    if 'available_backends' in env:
+        env['wkv_backends'] = env['available_backends']  # this tool's earlier name for it
+    settings = {k: v for k, v in vars(args).items() if k not in ('json', 'plot')}
+    doc = dict(tool='benchmark_model', environment=env, settings=settings,
+               memory_method=(bh.CudaMemory if args.device == 'cuda' else bh.CpuMemory).method,
+               memory_note=mem_note,
+               results=results, table=rows, columns=list(TABLE_COLUMNS))
+    bh.write_outputs(args.json, doc, args.plot, lambda path: plot(results, args, path, env))
     return dict(results=results, table=rows, memory_note=mem_note)
 
 

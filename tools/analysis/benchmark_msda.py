@@ -17,6 +17,7 @@ CPU backends of the op ``mmvrwkv.ops.ms_deform_attn``:
 
 Timing: median of ``--repeat`` runs after ``--warmup``, forward + backward (``.backward()``
 of the output against a fixed random gradient, all three inputs requiring grad), float32.
+A progress bar on stderr shows the case being timed (``--no-progress``: none).
 Columns: both times, ``speed-up`` = grid_sample / dense, the dense matrix's element count
 (``B * heads * Q * S``) and which one the adapter's dispatch takes
 (``choose_backend``, i.e. up to ``DENSE_MAX_ELEMENTS``); a last line says in
@@ -32,14 +33,13 @@ Examples::
     python tools/analysis/benchmark_msda.py --arch base --resolutions 128 256 --plot msda.png
 """
 import argparse
-import json
 import os.path as osp
-import platform
-import statistics
 import sys
-import time
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+_HERE = osp.dirname(osp.abspath(__file__))
+if _HERE not in sys.path:  # the harness beside this file, also when loaded from its path
+    sys.path.insert(0, _HERE)
+import bench_harness as bh  # noqa: E402  (also puts the checkout on sys.path)
 
 import torch  # noqa: E402
 
@@ -48,33 +48,35 @@ from mmvrwkv.ops.ms_deform_attn import (DENSE_MAX_ELEMENTS, choose_backend,  # n
                                         ms_deform_attn_dense, ms_deform_attn_grid_sample)
 
 IMPLS = {'grid_sample': ms_deform_attn_grid_sample, 'dense': ms_deform_attn_dense}
+# The op has only CPU backends worth comparing here: one preset, and the --quick one.
+DEFAULTS = {'cpu': dict(resolutions=[128, 192, 256, 384], batch_sizes=[1, 2, 4], warmup=2,
+                        repeat=10)}
+QUICK = {'cpu': dict(resolutions=[128, 192], batch_sizes=[1, 4], repeat=5)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                epilog=bh.describe_presets(DEFAULTS, QUICK))
+    bh.add_common_args(p, devices=('cpu', ),
+                       quick_help='128 and 192 px, batch 1 and 4, 5 repeats; explicit options '
+                                  'still win')
     p.add_argument('--arch', default='tiny', choices=sorted(VRWKVAdapter.arch_zoo))
-    p.add_argument('--resolutions', type=int, nargs='+', default=[128, 192, 256, 384])
-    p.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 2, 4])
+    p.add_argument('--resolutions', type=int, nargs='+', default=None)
+    p.add_argument('--batch-sizes', type=int, nargs='+', default=None)
     p.add_argument('--dense-max-elements', type=int, default=DENSE_MAX_ELEMENTS,
                    help='the dispatch threshold to evaluate (default: the op\'s, '
                    f'{DENSE_MAX_ELEMENTS})')
-    p.add_argument('--warmup', type=int, default=2)
-    p.add_argument('--repeat', type=int, default=10)
-    p.add_argument('--quick', action='store_true',
-                   help='128 and 192 px, batch 1 and 4, 5 repeats')
     p.add_argument('--check', action='store_true',
                    help='also compare the two implementations (output and gradients)')
     p.add_argument('--json', help='write the rows to this file')
     p.add_argument('--plot', help='write a plot (png/pdf/svg) of speed-up vs matrix size')
-    args = p.parse_args(argv)
-    if args.quick:
-        args.resolutions, args.batch_sizes, args.repeat = [128, 192], [1, 4], 5
+    args = bh.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
     for r in args.resolutions:
         if r <= 0 or r % 32:
             p.error(f'--resolutions: {r} is not a positive multiple of 32 (the adapter\'s '
                     f'coarsest stride)')
-    if min(args.batch_sizes) <= 0 or args.repeat <= 0 or args.warmup < 0:
-        p.error('--batch-sizes and --repeat must be positive, --warmup not negative')
+    if min(args.batch_sizes) <= 0:
+        p.error('--batch-sizes must be positive')
     return args
 
 
@@ -91,10 +93,11 @@ def sampling_cases(arch: str, res: int):
 
 
 def make_inputs(batch, shapes, queries, heads, head_dims, points=4, seed=0):
+    """Random values, sampling locations (some just outside the map: zero padding), softmax
+    weights and an output gradient; the first three require grad."""
     g = torch.Generator().manual_seed(seed)
     S, L = sum(h * w for h, w in shapes), len(shapes)
     value = torch.randn(batch, S, heads, head_dims, generator=g)
-    # locations around the map, some just outside (zero padding)
     loc = torch.rand(batch, queries, heads, L, points, 2, generator=g) * 1.2 - 0.1
     weights = torch.rand(batch, queries, heads, L, points, generator=g).softmax(-1)
     grad = torch.randn(batch, queries, heads * head_dims, generator=g)
@@ -111,63 +114,56 @@ def forward_backward(fn, inputs, shapes, grad) -> torch.Tensor:
     return out
 
 
-def time_impl(fn, inputs, shapes, grad, warmup, repeat) -> float:
-    for _ in range(warmup):
-        forward_backward(fn, inputs, shapes, grad)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        forward_backward(fn, inputs, shapes, grad)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def max_difference(inputs, shapes, grad) -> float:
     """Largest relative difference (max |a - b| / max |a|) over the output and the three
-    gradients of the two implementations."""
+    gradients of the two implementations (a: grid_sample)."""
     results = []
     for fn in IMPLS.values():
         out = forward_backward(fn, inputs, shapes, grad)
         results.append([out.detach()] + [t.grad.clone() for t in inputs])
-    return max(((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
-               for a, b in zip(*results))
+    return bh.max_rel_err(results[1], results[0])
 
 
-def run_sweep(args) -> list:
+def run_sweep(args, progress=None) -> list:
+    """Every resolution x attention x batch size: a row with both times (median, ms)."""
     rows = []
     for res in args.resolutions:
         for name, shapes, queries, heads, head_dims in sampling_cases(args.arch, res):
             for batch in args.batch_sizes:
+                if progress is not None:
+                    progress.set_description(f'{res}px {name} B{batch}')
                 inputs, grad = make_inputs(batch, shapes, queries, heads, head_dims)
                 elements = batch * heads * queries * sum(h * w for h, w in shapes)
+                picked = choose_backend('cpu', elements, args.dense_max_elements)
                 row = dict(resolution=res, attention=name, batch=batch, queries=queries,
                            levels=[list(s) for s in shapes], dense_elements=elements,
-                           dispatch='dense' if choose_backend('cpu', elements, args.dense_max_elements) == 'dense'
-                           else 'grid_sample')
+                           dispatch='dense' if picked == 'dense' else 'grid_sample')
                 for impl, fn in IMPLS.items():
-                    row[f'{impl}_ms'] = 1e3 * time_impl(fn, inputs, shapes, grad,
-                                                        args.warmup, args.repeat)
+                    timing = bh.measure(lambda: forward_backward(fn, inputs, shapes, grad),
+                                        'cpu', args.warmup, args.repeat)
+                    row[f'{impl}_ms'] = 1e3 * timing.median
+                    row[f'{impl}_spread'] = timing.spread
                 row['speedup'] = row['grid_sample_ms'] / row['dense_ms']
                 if args.check:
                     row['max_rel_diff'] = max_difference(inputs, shapes, grad)
                 rows.append(row)
-                print(format_row(row, args.check), flush=True)
+                if progress is not None:
+                    progress.update(1)
     return rows
 
 
-HEADER = (f'{"px":>5} {"attention":>9} {"B":>3} {"Q":>6} {"S":>6} {"grid_sample":>12} '
-          f'{"dense":>9} {"speed-up":>9} {"elements":>10} {"dispatch":>11}')
-
-
-def format_row(row: dict, check: bool) -> str:
-    S = sum(h * w for h, w in row['levels'])
-    line = (f'{row["resolution"]:>5} {row["attention"]:>9} {row["batch"]:>3} '
-            f'{row["queries"]:>6} {S:>6} {row["grid_sample_ms"]:>9.2f} ms '
-            f'{row["dense_ms"]:>6.2f} ms {row["speedup"]:>8.2f}x {row["dense_elements"]:>10} '
-            f'{row["dispatch"]:>11}')
+def columns(check: bool) -> list:
+    """The printed table's columns (S = value tokens sampled from, all levels)."""
+    cols = [bh.Column('px', 'resolution'), bh.Column('attention', 'attention'),
+            bh.Column('B', 'batch'), bh.Column('Q', 'queries'),
+            bh.Column('S', lambda r: sum(h * w for h, w in r['levels'])),
+            bh.Column('grid_sample', 'grid_sample_ms', '.2f', ' ms'),
+            bh.Column('dense', 'dense_ms', '.2f', ' ms'),
+            bh.Column('speed-up', 'speedup', '.2f', 'x'),
+            bh.Column('elements', 'dense_elements'), bh.Column('dispatch', 'dispatch')]
     if check:
-        line += f'  max rel. diff {row["max_rel_diff"]:.1e}'
-    return line
+        cols.append(bh.Column('max_rel_diff', 'max_rel_diff', '.1e'))
+    return cols
 
 
 def dispatch_summary(rows: list, threshold: int = DENSE_MAX_ELEMENTS) -> str:
@@ -183,54 +179,53 @@ def dispatch_summary(rows: list, threshold: int = DENSE_MAX_ELEMENTS) -> str:
             f'the faster one ({worst["resolution"]} px {worst["attention"]} B{worst["batch"]})')
 
 
-def plot(rows: list, arch: str, path: str, threshold: int = DENSE_MAX_ELEMENTS) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker as ticker
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, marker in (('injector', 'o'), ('extractor', 's')):
+def plot(rows: list, arch: str, path: str, threshold: int = DENSE_MAX_ELEMENTS,
+         env=None) -> None:
+    """Speed-up of dense over grid_sample against the dense matrix size, per attention, with
+    the dispatch threshold."""
+    fig, axes = bh.subplots(1, 1, panel=(6.5, 4.2))
+    ax = axes[0][0]
+    for i, name in enumerate(('injector', 'extractor')):
         sel = [r for r in rows if r['attention'] == name]
+        style = bh.series_style(i)
         ax.scatter([r['dense_elements'] for r in sel], [r['speedup'] for r in sel],
-                   marker=marker, label=name)
+                   marker=style['marker'], color=style['color'], label=name)
         for r in sel:
             ax.annotate(f'{r["resolution"]}px B{r["batch"]}',
                         (r['dense_elements'], r['speedup']), fontsize=7,
                         textcoords='offset points', xytext=(3, 3))
     ax.axhline(1.0, color='gray', lw=0.8)
-    ax.axvline(threshold, color='red', ls='--', lw=0.8,
-               label='dispatch threshold')
-    ax.set_xscale('log')
-    ax.set_yscale('log')
-    ax.set_yticks([0.25, 0.5, 1, 2, 4])
-    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%gx'))
-    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlabel('dense matrix elements (B x heads x Q x S)')
-    ax.set_ylabel('speed-up of dense over grid_sample (fwd+bwd)')
-    ax.set_title(f'VRWKV-{arch[0].upper()} adapter: deformable sampling on the CPU '
-                 f'({torch.get_num_threads()} threads)')
+    ax.axvline(threshold, color='red', ls='--', lw=0.8, label='dispatch threshold')
+    bh.log_axis(ax, 'x')
+    bh.log_axis(ax, 'y', base=2, suffix='x')
+    ax.set_xlabel('dense matrix elements (B x heads x Q x S); fwd + bwd')
+    ax.set_ylabel('speed-up of dense over grid_sample')
+    ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    env = env or dict(device='cpu', threads=torch.get_num_threads())
+    title = bh.plot_title(f'VRWKV-{arch[0].upper()} adapter: deformable sampling', env,
+                          'float32', sorted({r['batch'] for r in rows}))
+    bh.save_figure(fig, path, title, dpi=120)
 
 
 def main(argv=None) -> list:
     args = parse_args(argv)
+    env = bh.environment('cpu', 'float32')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'{platform.processor() or platform.machine()}; arch {args.arch}, float32, '
-          f'fwd+bwd, median of {args.repeat}')
-    print(HEADER)
-    rows = run_sweep(args)
+          f'{env["processor"]}; arch {args.arch}, float32, fwd+bwd, median of {args.repeat}')
+    total = len(args.resolutions) * 2 * len(args.batch_sizes)
+    with bh.Progress(total, 'msda', args.no_progress) as progress:
+        rows = run_sweep(args, progress)
+    print(bh.format_table(columns(args.check), rows))
     print(dispatch_summary(rows, args.dense_max_elements))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                           arch=args.arch, threshold=args.dense_max_elements,
-                           rows=rows), f, indent=1)
-    if args.plot:
-        plot(rows, args.arch, args.plot, args.dense_max_elements)
-        print(f'plot: {args.plot}')
+    warning = bh.busy_warning(env)
+    if warning:
+        print(warning)
+    doc = dict(tool='benchmark_msda', env=env, torch=torch.__version__,
+               threads=torch.get_num_threads(), arch=args.arch,
+               threshold=args.dense_max_elements, rows=rows)
+    bh.write_outputs(args.json, doc, args.plot,
+                     lambda path: plot(rows, args.arch, path, args.dense_max_elements, env))
     return rows
 
 
