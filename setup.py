@@ -5,12 +5,25 @@ The Bi-WKV op is compiled ahead of time into ``mmvrwkv._ext`` (no JIT at import)
 * the CPU kernel always;
 * the CUDA kernel when torch is a CUDA build and nvcc is found, also without a GPU (CI
   compiles it). Switches: ``MMVRWKV_WITH_CUDA=1`` forces it (fails without nvcc),
-  ``MMVRWKV_WITH_CUDA=0`` skips it. Architectures come from ``TORCH_CUDA_ARCH_LIST``; the
-  default covers the common GPUs the installed nvcc supports, plus PTX of the newest one.
+  ``MMVRWKV_WITH_CUDA=0`` skips it. GPU architectures, first match wins:
+
+  1. ``TORCH_CUDA_ARCH_LIST`` when set (e.g. ``"8.0;9.0+PTX"``);
+  2. ``MMVRWKV_ALL_ARCHS=1``: the common GPUs the installed nvcc supports (Turing .. Hopper,
+     Blackwell with nvcc >= 12.8, Volta with nvcc < 13) plus PTX of the newest one, for
+     binaries that travel (wheels);
+  3. a GPU is visible: the architectures of the visible GPUs, plus PTX;
+  4. no GPU visible: the oldest architecture of that list plus its PTX (one SASS target, so
+     CI still proves the kernel compiles, and the PTX runs on every newer GPU).
+
+  nvcc compiles the targets in parallel (``--threads``, one per target up to the CPU count;
+  ``MMVRWKV_NVCC_THREADS`` overrides). With ninja installed (requirements/build.txt) the
+  source files compile in parallel too (``MAX_JOBS`` limits the jobs).
 * ``MMVRWKV_CPU_NATIVE=0`` builds the CPU kernel for the generic x86-64/aarch64 target instead
   of the build machine's own instruction set (``-march=native``, the default).
 
 ``MMVRWKV_NO_EXT=1`` installs the pure-Python package only (the ``torch`` backend still works).
+The test-only host build of the CUDA driver (kernels/bi_wkv_cuda_host.cpp) is not built here;
+tests/ops/test_bi_wkv_kernels.py builds it on demand.
 """
 import os
 import platform
@@ -48,14 +61,71 @@ def nvcc_version(cuda_home):
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def default_arch_list(version) -> str:
-    """Common GPUs (Turing .. Hopper, Blackwell where nvcc knows it) + PTX for newer ones."""
+def common_archs(version) -> list:
+    """Common GPUs (Turing .. Hopper, Blackwell where nvcc knows it), oldest first."""
     archs = ['7.5', '8.0', '8.6', '8.9', '9.0']
     if version < (13, 0):
         archs.insert(0, '7.0')  # Volta; CUDA 13 dropped it
     if version >= (12, 8):
         archs += ['10.0', '12.0']
+    return archs
+
+
+def with_ptx(archs) -> str:
+    """TORCH_CUDA_ARCH_LIST for SASS of every arch and PTX of the newest."""
     return ';'.join(archs[:-1] + [archs[-1] + '+PTX'])
+
+
+def default_arch_list(version) -> str:
+    """The full list (MMVRWKV_ALL_ARCHS=1): common GPUs + PTX for newer ones."""
+    return with_ptx(common_archs(version))
+
+
+def visible_gpu_archs(newest: str) -> list:
+    """Architectures of the visible GPUs ('9.0', ...), capped at `newest` (the PTX of an older
+    arch runs on a GPU this nvcc cannot target); [] when none is visible."""
+    import torch
+    try:
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - a broken driver means no usable GPU for the build
+        n = 0
+
+    def key(a):
+        return tuple(int(x) for x in a.split('.'))
+
+    archs = set()
+    for i in range(n):
+        major, minor = torch.cuda.get_device_capability(i)
+        a = f'{major}.{minor}'
+        archs.add(a if key(a) <= key(newest) else newest)
+    return sorted(archs, key=key)
+
+
+def cuda_arch_list(version):
+    """(TORCH_CUDA_ARCH_LIST, why) for the CUDA kernel; see the module docstring."""
+    if os.environ.get('TORCH_CUDA_ARCH_LIST'):
+        return os.environ['TORCH_CUDA_ARCH_LIST'], 'from TORCH_CUDA_ARCH_LIST'
+    archs = common_archs(version)
+    if os.environ.get('MMVRWKV_ALL_ARCHS', '0') == '1':
+        return with_ptx(archs), 'MMVRWKV_ALL_ARCHS=1'
+    visible = visible_gpu_archs(archs[-1])
+    if visible:
+        return with_ptx(visible), 'the visible GPUs; MMVRWKV_ALL_ARCHS=1 builds for all common GPUs'
+    # No GPU: one SASS target plus PTX. The oldest supported arch, because (a) its PTX is
+    # JIT-compiled by the driver for every newer GPU, so the binary still runs on any GPU the
+    # full list covers (the first launch on another arch pays a one-time JIT compile, cached
+    # by the driver), and (b) compiling SASS for the oldest arch is where a use of newer-arch
+    # features would fail, so CI proves the kernel builds for the whole supported range.
+    return with_ptx(archs[:1]), 'no GPU visible; MMVRWKV_ALL_ARCHS=1 builds for all common GPUs'
+
+
+def nvcc_threads(arch_list: str) -> int:
+    """nvcc --threads: one per compilation target (SASS archs + PTX), at most the CPU count."""
+    if os.environ.get('MMVRWKV_NVCC_THREADS'):
+        return max(1, int(os.environ['MMVRWKV_NVCC_THREADS']))
+    entries = [a for a in re.split(r'[;\s]+', arch_list) if a]
+    targets = len(entries) + sum('+PTX' in a for a in entries)
+    return max(1, min(targets, os.cpu_count() or 1))
 
 
 def extensions():
@@ -78,16 +148,18 @@ def extensions():
     if with_cuda:
         if nvcc_ver is None:
             sys.exit('MMVRWKV_WITH_CUDA=1 but nvcc was not found (set CUDA_HOME)')
-        if not os.environ.get('TORCH_CUDA_ARCH_LIST'):
-            os.environ['TORCH_CUDA_ARCH_LIST'] = default_arch_list(nvcc_ver)
-        print(f'[mmvrwkv] building the CUDA kernel for TORCH_CUDA_ARCH_LIST='
-              f"{os.environ['TORCH_CUDA_ARCH_LIST']} (nvcc {nvcc_ver[0]}.{nvcc_ver[1]})")
+        arch_list, why = cuda_arch_list(nvcc_ver)
+        os.environ['TORCH_CUDA_ARCH_LIST'] = arch_list  # read by torch's CUDAExtension
+        threads = nvcc_threads(arch_list)
+        print(f'[mmvrwkv] building the CUDA kernel for TORCH_CUDA_ARCH_LIST={arch_list} ({why}; '
+              f'nvcc {nvcc_ver[0]}.{nvcc_ver[1]}, --threads {threads})')
         ext = CUDAExtension(
             'mmvrwkv._ext',
             sources + ['kernels/bi_wkv_cuda.cu'],
             include_dirs=[os.path.join(ROOT, 'kernels')],
             define_macros=[('BIWKV_WITH_CUDA', None)],
-            extra_compile_args={'cxx': cxx, 'nvcc': ['-O3', '-lineinfo']})
+            extra_compile_args={'cxx': cxx, 'nvcc': ['-O3', '-lineinfo'] + (
+                ['--threads', str(threads)] if nvcc_ver >= (11, 2) else [])})  # 11.2 added it
     else:
         print('[mmvrwkv] building the CPU kernel only')
         ext = CppExtension(

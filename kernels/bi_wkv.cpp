@@ -1,28 +1,29 @@
 // Torch bindings of the Bi-WKV op: the schema of two custom operators in the `mmvrwkv`
 // namespace and their CPU / CUDA implementations. Autograd, fake tensors and backend choice
 // are registered in Python (mmvrwkv/ops/bi_wkv.py).
-#include <torch/extension.h>
+// pybind with torch's Tensor casters, without the C++ frontend torch/extension.h adds.
+#include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
 
 #include "bi_wkv.h"
+#include "bi_wkv_cpu_pack.h"
 
 namespace {
 
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> as_tuple(
-    std::vector<torch::Tensor> g) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> as_tuple(std::vector<at::Tensor> g) {
   return {g[0], g[1], g[2], g[3]};
 }
 
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> backward_cpu(
-    const torch::Tensor& w, const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& v,
-    const torch::Tensor& gy, int64_t chunk_len, bool causal) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    const at::Tensor& w, const at::Tensor& u, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& gy, int64_t chunk_len, bool causal) {
   return as_tuple(biwkv::bi_wkv_backward_cpu(w, u, k, v, gy, chunk_len, causal));
 }
 
 #ifdef BIWKV_WITH_CUDA
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> backward_cuda(
-    const torch::Tensor& w, const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& v,
-    const torch::Tensor& gy, int64_t chunk_len, bool causal) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cuda(
+    const at::Tensor& w, const at::Tensor& u, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& gy, int64_t chunk_len, bool causal) {
   return as_tuple(biwkv::bi_wkv_backward_cuda(w, u, k, v, gy, chunk_len, causal));
 }
 #endif
@@ -55,4 +56,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
+  // The CUDA kernel's chunk_len limit (set in kernels/bi_wkv.h), also in CPU-only builds.
+  m.attr("cuda_max_chunk_len") = biwkv::kCudaMaxChunk;
+  m.def("cpu_fast_path_packs", &biwkv::bi_wkv_cpu_fast_packs, pybind11::arg("w"), pybind11::arg("u"),
+        pybind11::arg("k"), pybind11::arg("chunk_len"), pybind11::arg("causal"),
+        "Diagnostics for tests: per pack of cpu_pack_width channels, whether the CPU kernel "
+        "takes its fast path (kernels/bi_wkv_cpu_fast.h) for these arguments.");
+  // Channels per pack of the CPU kernel with fp32 math (the fast path decides per pack).
+  m.attr("cpu_pack_width") = biwkv::kPackWidth<float>;
 }

@@ -15,9 +15,22 @@
 //
 // The sequence is split into chunks. Each chunk is summarised (chunk_summary), the summaries
 // are scanned into the sums entering every chunk from the left and the right (carry_scan),
-// and each chunk is then walked token by token (chunk_forward, chunk_backward_*). The CPU
-// kernel runs exactly these functions (on packs of channels), so CPU tests exercise the
-// arithmetic and the chunk logic the GPU runs.
+// and each chunk is then walked token by token (chunk_forward, chunk_backward_*).
+//
+// What the drivers share (kernels/README.md has the details):
+//  - The CUDA driver (bi_wkv_cuda.cu) runs only this file: one thread per work item (item_*
+//    below) with V = float or double.
+//  - The CPU driver (bi_wkv_cpu.cpp) runs the same item_* functions on packs of channels
+//    (V = Pack, bi_wkv_cpu_pack.h) wherever its fast path does not apply: the "general path".
+//    Same operations in the same order; results differ from the GPU's only by the exp()
+//    implementation (a polynomial for float packs) and by compiler contraction into FMAs.
+//  - The CPU fast path (bi_wkv_cpu_fast.h: bidirectional, fp32 math, short chunks relative
+//    to the decay) replaces the chunk walks (chunk_summary, chunk_forward, chunk_backward_*)
+//    of its items with one-exp-per-token code of its own. It shares with the core only the
+//    State format, the frame helpers (left_into_chunk, left_at, ...), CarryView and the
+//    carry scan between chunks (item_carry), which always runs here.
+//  - Not shared: scheduling (CUDA threads vs. torch's thread pool), the exp() of each
+//    device, and the host code (bi_wkv.h: checks, Dims, buffer allocation, constants).
 //
 // Templates: V is the value type (float or double on the GPU, a Pack of channels on the CPU),
 // T the storage type of k, v, y (float, double, half, bfloat16). Loads and stores go through
@@ -311,10 +324,12 @@ BIWKV_HD void chunk_backward_kv(const T* k, const T* v, const T* g, T* gk, T* gv
 
 // ---------------------------------------------------------------------------------------
 // Work items. Both drivers map (batch b, chunk j, first channel c0) to a thread (CUDA) or a
-// loop iteration (CPU, c0 a multiple of the pack width) and call these; the drivers only
-// allocate buffers and launch.
+// loop iteration (CPU, c0 a multiple of the pack width) and call these (the CPU fast path
+// has its own item functions for phases 1, 3 and 5, in bi_wkv_cpu_fast.h); the drivers only
+// allocate buffers, schedule and launch.
 // Layouts: k, v, g, y, gk, gv [B, T, C] contiguous; w, u [C] in the accumulation type A;
-// carries [B, nch, 2 (left, right), F, C] of A; gw/gu partials [B, nch, C] of A.
+// carries [B, nch, 2 (left, right), F, C] of A and gw/gu partials [B, nch, C] of A (both
+// allocated by bi_wkv.h: carry_buffer, partial_sums).
 // ---------------------------------------------------------------------------------------
 
 typedef long long i64;
@@ -331,8 +346,13 @@ struct Dims {
   BIWKV_HD i64 token0(i64 b, int j, i64 c0) const { return (b * T + (i64)j * chunk_len) * C + c0; }
 };
 
+// Fields per State in a carry buffer: with w-derivatives (n, d, dn, dd, o; the backward
+// pass's forward sums) or without (n, d, o). bi_wkv.h's carry_buffer() allocates them.
+constexpr int kFieldsDW = 5;
+constexpr int kFieldsPlain = 3;
+
 // View of one (batch, channel pack) column of a carry buffer with F fields per State
-// (F = 5: n, d, dn, dd, o; F = 3: n, d, o).
+// (F = kFieldsDW or kFieldsPlain).
 template <class V, class A, int F> struct CarryView {
   typedef A scalar;
   A* p;  // element (b, chunk 0, left, field 0, c0)
@@ -343,7 +363,7 @@ template <class V, class A, int F> struct CarryView {
     State<V> s;
     s.n = Io<V>::ld(at(j, dir, 0), lanes);
     s.d = Io<V>::ld(at(j, dir, 1), lanes);
-    if (F == 5) {
+    if (F == kFieldsDW) {
       s.dn = Io<V>::ld(at(j, dir, 2), lanes);
       s.dd = Io<V>::ld(at(j, dir, 3), lanes);
     } else {
@@ -355,7 +375,7 @@ template <class V, class A, int F> struct CarryView {
   BIWKV_HD void store(int j, int dir, const State<V>& s) const {
     Io<V>::st(at(j, dir, 0), s.n, lanes);
     Io<V>::st(at(j, dir, 1), s.d, lanes);
-    if (F == 5) {
+    if (F == kFieldsDW) {
       Io<V>::st(at(j, dir, 2), s.dn, lanes);
       Io<V>::st(at(j, dir, 3), s.dd, lanes);
     }
@@ -408,8 +428,8 @@ template <class V, class T, class A>
 BIWKV_HD void item_backward_stats(const Dims& d, const T* k, const T* v, const T* g, const A* w,
                                   const A* u, A* carry, A* pcarry, A* gwp, A* gup, i64 b, int j,
                                   i64 c0, int lanes, State<V>* buf) {
-  CarryView<V, A, 5> cv = carry_view<V, A, 5>(d, carry, b, c0, lanes);
-  CarryView<V, A, 3> pv = carry_view<V, A, 3>(d, pcarry, b, c0, lanes);
+  CarryView<V, A, kFieldsDW> cv = carry_view<V, A, kFieldsDW>(d, carry, b, c0, lanes);
+  CarryView<V, A, kFieldsPlain> pv = carry_view<V, A, kFieldsPlain>(d, pcarry, b, c0, lanes);
   i64 o = d.token0(b, j, c0);
   V gw = V(0.0f), gu = V(0.0f);
   State<V> pl = empty_state<V, A>(), pr = empty_state<V, A>();
@@ -429,8 +449,8 @@ template <class V, class T, class A>
 BIWKV_HD void item_backward_kv(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* gv,
                                const A* w, const A* u, A* carry, A* pcarry, i64 b, int j, i64 c0,
                                int lanes, State<V>* buf) {
-  CarryView<V, A, 5> cv = carry_view<V, A, 5>(d, carry, b, c0, lanes);
-  CarryView<V, A, 3> pv = carry_view<V, A, 3>(d, pcarry, b, c0, lanes);
+  CarryView<V, A, kFieldsDW> cv = carry_view<V, A, kFieldsDW>(d, carry, b, c0, lanes);
+  CarryView<V, A, kFieldsPlain> pv = carry_view<V, A, kFieldsPlain>(d, pcarry, b, c0, lanes);
   i64 o = d.token0(b, j, c0);
   chunk_backward_kv(k + o, v + o, g + o, gk + o, gv + o, d.C, d.chunk_size(j),
                     Io<V>::ld(w + c0, lanes), Io<V>::ld(u + c0, lanes), V(d.chunk_start(j)), lanes,

@@ -12,9 +12,15 @@
 #include <cstring>
 #include <type_traits>
 
+#include "bi_wkv_core.h"
+
 #define BIWKV_PINL inline __attribute__((always_inline))
 
 namespace biwkv {
+
+// The CPU pack width, in bytes: one 64-byte vector (an AVX-512 register, two AVX2 or four
+// NEON registers). Every pack width of the CPU kernel derives from it: 16 floats, 8 doubles.
+constexpr int kPackBytes = 64;
 
 template <class A, int W> struct Pack {
   typedef A vec __attribute__((vector_size(sizeof(A) * W)));
@@ -88,6 +94,10 @@ template <int W> BIWKV_PINL Pack<double, W> ex(const Pack<double, W>& a) {
   for (int i = 0; i < W; ++i) r.x[i] = std::exp(a.x[i]);
   return r;
 }
+
+// Channels per pack and the pack type of the accumulation type A (float or double).
+template <class A> constexpr int kPackWidth = kPackBytes / int(sizeof(A));
+template <class A> using PackOf = Pack<A, kPackWidth<A>>;
 
 // Loads/stores of `lanes` (<= W) consecutive channels; missing lanes read as 0.
 template <class A, int W> struct Io<Pack<A, W>> {

@@ -6,6 +6,16 @@ CUDA.
 Error measure: ``max|x - ref| / max(max|ref|, floor)``. Outputs use no floor; gradients use an
 absolute floor of ``GRAD_FLOOR`` (v and grad_y are unit-scale here, so gradients are O(1); the
 floor only matters where the exact gradient is ~0, e.g. T = 1, where gw = gu = gk = 0).
+
+Paths. Backend 'cpu' (mmvrwkv._ext) runs, per pack of 16 channels, either the CPU *general
+path* (the numerical core kernels/bi_wkv_core.h that the CUDA kernels run, on packs) or the
+CPU *fast path* (kernels/bi_wkv_cpu_fast.h, one exp per token). The fast path needs all of:
+bidirectional, fp32 math (fp32, fp16 or bf16 storage), chunk_len (clamped to T) <= 64,
+chunk_len * |w| <= 20 and |u| <= 20 on every channel of the pack; its gk/gv pass can still
+fall back to the general walk per chunk (very large k). So fp64 and causal cases always take
+the general path. `mmvrwkv._ext.cpu_fast_path_packs(w, u, k, chunk_len, causal)` tells which
+path a call takes; tests/ops/test_bi_wkv_kernels.py pins that rule and runs the CUDA driver on
+the CPU (host build). The `cuda`-marked tests (section 10) run the CUDA kernels on a GPU.
 """
 import functools
 import math
@@ -39,11 +49,8 @@ BACKEND_PARAMS = [pytest.param('cpu', marks=needs_ext), 'torch']
 
 def fancy_decay(C, layer=0, depth=12):
     """spatial_decay, spatial_first of VRWKV's 'fancy' init (float64, undivided by T)."""
-    r01 = layer / (depth - 1)
-    h = torch.arange(C, dtype=F64) / max(C - 1, 1)
-    decay = -5 + 8 * h ** (0.7 + 1.3 * r01)
-    first = math.log(0.3) + 0.5 * (((torch.arange(C) + 1) % 3) - 1).to(F64)
-    return decay, first
+    from mmvrwkv.models.layers.init_modes import fancy_decay_and_first
+    return fancy_decay_and_first(C, layer, depth, dtype=F64)
 
 
 def make_inputs(B, T, C, *, dtype=F32, seed=0, decay='fancy', k_kind='normal', wu_dtype=None,
@@ -220,6 +227,8 @@ BACKEND_CHUNKS = ([pytest.param('cpu', c, marks=needs_ext, id=f'cpu-chunk{c}') f
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 @pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
 def test_matches_reference(backend, chunk_len, shape, causal, dtype):
+    """Paths (cpu): fp64 and causal: general; fp32 bidirectional: fast, except chunk_len 128
+    and T+5 at T = 130, 196 (clamped chunk_len > 64: general)."""
     B, T, C = shape
     seed = sum(shape)
     (w, u, k, v, gy), (y_ref, g_ref) = cached_case(B, T, C, dtype, causal, seed)
@@ -234,7 +243,8 @@ def test_matches_reference(backend, chunk_len, shape, causal, dtype):
 @needs_ext
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 def test_every_chunk_len_gives_the_reference(causal):
-    """Chunk boundaries must not matter: all chunk lengths 1..T+1 (float64)."""
+    """Chunk boundaries must not matter: all chunk lengths 1..T+1 (float64: CPU general
+    path; the CUDA driver's counterpart is in test_bi_wkv_kernels.py)."""
     B, T, C = 2, 41, 5
     (w, u, k, v, gy), (y_ref, g_ref) = cached_case(B, T, C, F64, causal, 7, 8.0)
     for cl in range(1, T + 2):
@@ -252,7 +262,8 @@ def cached_long_case(B, T, C, dtype, causal, seed):
 @pytest.mark.parametrize('backend', BACKEND_PARAMS)
 @pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
 def test_long_sequence(backend, dtype):
-    """T = 1024 (eight default CPU chunks), checked with the blocked reference."""
+    """T = 1024 (eight default CPU chunks), checked with the blocked reference. Path (cpu):
+    fp32 fast, fp64 general."""
     (w, u, k, v, gy), (y_ref, g_ref) = cached_long_case(1, 1024, 8, dtype, False, 11)
     y, grads = backend_fb(backend, w, u, k, v, gy)
     assert_errors(errors(y, grads, y_ref, g_ref), TOL[dtype], backend)
@@ -261,7 +272,8 @@ def test_long_sequence(backend, dtype):
 @pytest.mark.slow
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 def test_very_long_sequence(causal):
-    """T = 3136 (224 px at patch size 4), fp32, the CPU kernel and the torch backend."""
+    """T = 3136 (224 px at patch size 4), fp32, the CPU kernel (bidirectional: fast path,
+    causal: general path) and the torch backend."""
     (w, u, k, v, gy), (y_ref, g_ref) = cached_long_case(1, 3136, 4, F32, causal, 12)
     for backend in (['cpu'] if ext_available() else []) + ['torch']:
         y, grads = backend_fb(backend, w, u, k, v, gy, causal)
@@ -271,6 +283,7 @@ def test_very_long_sequence(causal):
 @pytest.mark.parametrize('backend', ['auto', pytest.param('cpu', marks=needs_ext), 'torch',
                                      'reference'])
 def test_backend_names_and_auto(backend):
+    """Path (cpu, auto on CPU tensors): CPU fast path (fp32, bidirectional)."""
     (w, u, k, v, gy), (y_ref, g_ref) = cached_case(2, 9, 4, F32, False, 1)
     y, grads = backend_fb(backend, w, u, k, v, gy)
     assert y.dtype == F32
@@ -291,7 +304,7 @@ def test_bi_wkv_torch_direct():
 
 @pytest.mark.parametrize('backend', BACKEND_PARAMS)
 def test_partial_requires_grad_and_noncontiguous_wu(backend):
-    """Only k needs a gradient; w and u may be strided views."""
+    """Only k needs a gradient; w and u may be strided views. Path (cpu): general (fp64)."""
     (w, u, k, v, gy), (_, g_ref) = cached_case(2, 9, 4, F64, False, 2)
     w2 = torch.stack([w, w], 1)[:, 0]
     u2 = torch.stack([u, u], 1)[:, 1]
@@ -334,6 +347,7 @@ def test_empty_inputs(backend, shape):
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 @pytest.mark.parametrize('shape', [(1, 1, 1), (2, 5, 3), (1, 8, 2)], ids=lambda s: 'x'.join(map(str, s)))
 def test_gradcheck(backend, chunk_len, causal, shape):
+    """Path (cpu): general (float64)."""
     B, T, C = shape
     w, u, k, v = make_inputs(B, T, C, dtype=F64, seed=4, decay=6.0)
     args = tuple(x.clone().requires_grad_(True) for x in (w, u, k, v))
@@ -402,12 +416,14 @@ if HAVE_HYPOTHESIS:
               suppress_health_check=[HealthCheck.too_slow])
     @given(case=_cases(F32))
     def test_property_sweep_fp32(case):
+        """Path (cpu): fast or general, depending on the draw (causal, chunk_len, decay)."""
         _sweep(case, F32)
 
     @settings(max_examples=25, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(case=_cases(F64))
     def test_property_sweep_fp64(case):
+        """Path (cpu): general (float64)."""
         _sweep(case, F64)
 
 else:  # pragma: no cover
@@ -459,6 +475,9 @@ def _check_extreme(backend, dtype, causal, k_kind, decay, shapes, chunks, y_tol,
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 @pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
 def test_extreme_values_cpu(dtype, causal, k_kind, decay):
+    """Paths: fp64 and causal: general. fp32 bidirectional: fast where chunk_len * |w| <= 20
+    (chunk_len 1 everywhere, 7 at T >= 33, the default 32 at T = 196), general otherwise;
+    with k at +-60 the fast gk/gv pass may hand single chunks to the general walk."""
     _check_extreme('cpu', dtype, causal, k_kind, decay, EXTREME_SHAPES, [None, 1, 7],
                    TOL[dtype], EXTREME_GRAD_TOL[dtype])
 
@@ -543,7 +562,9 @@ def test_decay_500_cpu(dtype, causal, k_kind, decay):
     stabilised. In fp32 the exponents themselves (|i w| up to 500, ulp(500) = 3e-5) carry
     rounding errors that move results by ~1e-5..4e-5, hence the looser fp32 bounds (measured
     worst: y 1.5e-5, gu/gk/gv 5.3e-5, gw 6.4e-4 -- gw is the weak spot, see
-    test_extreme_grad_acceptance_fp32); fp64 must stay at 1e-10 (measured worst 1.7e-12)."""
+    test_extreme_grad_acceptance_fp32); fp64 must stay at 1e-10 (measured worst 1.7e-12).
+    Paths: fp32 bidirectional: fast for chunk_len 1 (and 7 at T = 300), general otherwise;
+    fp64 and causal: general."""
     y_tol, g_tol = DECAY500_TOL[dtype]
     _check_extreme('cpu', dtype, causal, k_kind, decay, [(2, 33, 7), (1, 300, 4)], [None, 1, 7],
                    y_tol, g_tol)
@@ -563,6 +584,8 @@ def test_decay_500_cpu(dtype, causal, k_kind, decay):
     'makes w < 0 worse (independent rounding of dn and dd accumulates per chunk); an anchor '
     'that follows the dominant term would fix both.'))
 def test_extreme_grad_acceptance_fp32():
+    """Path: CPU fast path for all three chunk lengths (fp32, bidirectional, chunk_len * |w|
+    <= 5.3); the carries between chunks (State.dn/dd) go through the core's carry_scan."""
     B, T, C = 1, 300, 4
     (w, u, k, v, gy), (y_ref, g_ref) = cached_case(B, T, C, F32, False, T, (-50.0, -50.0), 'lo')
     for cl in (None, 1, 7):
@@ -662,7 +685,8 @@ def test_original_variant_sanity():
 
 @pytest.mark.parametrize('backend', BACKEND_PARAMS)
 def test_tests_detect_original_chunk_boundary_variant(backend):
-    """224 px at patch 16: T = 196; fancy-init decays (layer 0 and the last layer)."""
+    """224 px at patch 16: T = 196; fancy-init decays (layer 0 and the last layer). Path
+    (cpu): fast."""
     B, T, C = 2, 196, 64
     for layer in (0, 11):
         sd, sf = fancy_decay(C, layer)
@@ -755,7 +779,8 @@ LOW = [pytest.param(torch.float16, 1e-3, id='fp16'), pytest.param(torch.bfloat16
 @pytest.mark.parametrize('dtype,tol', LOW)
 def test_low_precision(backend, wu_low, causal, dtype, tol):
     """fp16/bf16 in -> same dtype out (fp32 math inside), close to the reference evaluated on
-    the same rounded inputs; the error is about the rounding of the outputs."""
+    the same rounded inputs; the error is about the rounding of the outputs. Path (cpu):
+    bidirectional: fast (fp32 math), causal: general."""
     B, T, C = 2, 150, 20
     w, u, k, v = make_inputs(B, T, C, dtype=dtype, seed=21, wu_dtype=dtype if wu_low else F32)
     gy = grad_out(B, T, C, dtype, 21)
@@ -769,7 +794,8 @@ def test_low_precision(backend, wu_low, causal, dtype, tol):
 @needs_ext
 @pytest.mark.parametrize('backend', ['auto', 'cpu', 'torch'])
 def test_autocast_bf16(backend):
-    """Under CPU autocast (bf16) Linear layers produce bf16 k, v; w, u stay fp32 parameters."""
+    """Under CPU autocast (bf16) Linear layers produce bf16 k, v; w, u stay fp32 parameters.
+    Path (cpu, auto): fast (bf16 storage, fp32 math, bidirectional)."""
     torch.manual_seed(0)
     B, T, C = 2, 24, 16
     lin_k, lin_v = torch.nn.Linear(C, C), torch.nn.Linear(C, C)
@@ -819,6 +845,7 @@ def _compile_unusable_reason(backend):
     ('aot_eager', 'cpu', False), ('aot_eager', 'cpu', True), ('aot_eager', 'auto', False),
     pytest.param('inductor', 'cpu', False, marks=pytest.mark.slow)])
 def test_torch_compile_fullgraph(compile_backend, op_backend, causal):
+    """Path (cpu, chunk_len 3; auto: 32): fast bidirectional, general causal."""
     reason = _compile_unusable_reason(compile_backend)
     if reason:
         pytest.skip(reason)
@@ -844,7 +871,8 @@ def test_torch_compile_fullgraph(compile_backend, op_backend, causal):
 @needs_ext
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 def test_opcheck(causal):
-    """Schema, fake-tensor and autograd registrations of the compiled ops are consistent."""
+    """Schema, fake-tensor and autograd registrations of the compiled ops are consistent.
+    Path: CPU general (float64)."""
     if not hasattr(torch.library, 'opcheck'):
         pytest.skip('torch.library.opcheck needs torch >= 2.4')
     w, u, k, v = make_inputs(2, 7, 5, dtype=F64, seed=2)
@@ -893,6 +921,7 @@ def test_jit_trace_uses_torch_backend():
 @pytest.mark.parametrize('causal', [False, True], ids=['bidir', 'causal'])
 @pytest.mark.parametrize('dtype', [F32, torch.bfloat16], ids=['fp32', 'bf16'])
 def test_cpu_backward_deterministic(dtype, causal):
+    """Path: CPU fast (bidirectional) and general (causal)."""
     B, T, C = 3, 300, 40  # several chunks and channel packs, spread over the thread pool
     w, u, k, v = make_inputs(B, T, C, dtype=dtype, seed=31, wu_dtype=F32)
     gy = grad_out(B, T, C, dtype, 31)
