@@ -27,6 +27,9 @@ import torch
 from mmvrwkv.ops import (available_backends, bi_wkv, bi_wkv_reference, bi_wkv_torch,
                          ext_available)
 
+import op_testing  # noqa: E402  (tests/ops/op_testing.py)
+from op_testing import GRAD_FLOOR, GRAD_NAMES, assert_errors, errors, rel_err  # noqa: E402
+
 try:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -36,8 +39,6 @@ except ImportError:  # pragma: no cover
 
 F32, F64 = torch.float32, torch.float64
 TOL = {F32: 1e-5, F64: 1e-10}
-GRAD_FLOOR = 1.0
-GRAD_NAMES = ('gw', 'gu', 'gk', 'gv')
 
 needs_ext = pytest.mark.skipif(not ext_available(), reason='mmvrwkv._ext (compiled CPU kernel) not built')
 BACKEND_PARAMS = [pytest.param('cpu', marks=needs_ext), 'torch']
@@ -95,10 +96,7 @@ def grad_out(B, T, C, dtype=F32, seed=0, device='cpu'):
 
 def forward_backward(fn, w, u, k, v, gy):
     """y and (gw, gu, gk, gv) of fn(w, u, k, v) for the cotangent gy (inputs are cloned)."""
-    xs = [x.detach().clone().requires_grad_(True) for x in (w, u, k, v)]
-    y = fn(*xs)
-    y.backward(gy.to(y.dtype))
-    return y.detach(), tuple(x.grad for x in xs)
+    return op_testing.forward_backward(fn, w, u, k, v, grad=gy)
 
 
 def reference_fb(w, u, k, v, gy, causal=False):
@@ -110,29 +108,6 @@ def reference_fb(w, u, k, v, gy, causal=False):
 def backend_fb(backend, w, u, k, v, gy, causal=False, chunk_len=None):
     return forward_backward(
         lambda *a: bi_wkv(*a, backend=backend, causal=causal, chunk_len=chunk_len), w, u, k, v, gy)
-
-
-def rel_err(x, ref, floor=0.0):
-    x, ref = x.double().cpu(), ref.double().cpu()
-    if ref.numel() == 0:
-        return 0.0
-    if not torch.isfinite(x).all():
-        return math.inf
-    return ((x - ref).abs().max() / max(ref.abs().max().item(), floor)).item()
-
-
-def errors(y, grads, y_ref, grads_ref):
-    out = {'y': rel_err(y, y_ref)}
-    for n, g, r in zip(GRAD_NAMES, grads, grads_ref):
-        out[n] = rel_err(g, r, GRAD_FLOOR)
-    return out
-
-
-def assert_errors(errs, tol, what=''):
-    bad = {n: e for n, e in errs.items() if not e <= tol}
-    assert not bad, (f'{what}: relative errors above {tol:g}: '
-                     + ', '.join(f'{n}={e:.3g}' for n, e in bad.items())
-                     + ' (all: ' + ', '.join(f'{n}={e:.2g}' for n, e in errs.items()) + ')')
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,7 +16,6 @@ cover those on a GPU.
 Paths: every `host_cuda` test exercises the CUDA driver + the core (bi_wkv_core.h) with
 V = float / double. Comparisons with the real CPU backend name its path (general / fast).
 """
-import math
 import os
 import os.path as osp
 import re
@@ -29,13 +28,14 @@ import torch
 
 from mmvrwkv.ops import bi_wkv, bi_wkv_reference, ext_available
 
+from op_testing import assert_errors, errors, forward_backward  # noqa: E402
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KERNELS = osp.join(ROOT, 'kernels')
 HOST_SOURCE = osp.join(KERNELS, 'bi_wkv_cuda_host.cpp')
 
 F32, F64 = torch.float32, torch.float64
 TOL = {F32: 1e-5, F64: 1e-10}
-GRAD_FLOOR = 1.0  # gradients are O(1) here; the floor matters where the exact one is ~0
 needs_ext = pytest.mark.skipif(not ext_available(), reason='mmvrwkv._ext not built')
 
 
@@ -116,10 +116,8 @@ def make_inputs(B, T, C, dtype=F32, seed=0, decay=(-5.0, 3.0), k_scale=1.0, k_sh
 
 def reference_fb(w, u, k, v, gy, causal):
     """Float64 reference y and (gw, gu, gk, gv) for exactly these (rounded) inputs."""
-    xs = [x.detach().double().clone().requires_grad_(True) for x in (w, u, k, v)]
-    y = bi_wkv_reference(*xs, causal=causal)
-    y.backward(gy.double())
-    return y.detach(), tuple(x.grad for x in xs)
+    return forward_backward(lambda *a: bi_wkv_reference(*a, causal=causal),
+                            *(x.double() for x in (w, u, k, v)), grad=gy.double())
 
 
 def host_fb(host, w, u, k, v, gy, causal, chunk_len):
@@ -130,28 +128,14 @@ def host_fb(host, w, u, k, v, gy, causal, chunk_len):
 
 def cpu_fb(w, u, k, v, gy, causal, chunk_len):
     """The real CPU backend (mmvrwkv._ext through bi_wkv), forward and backward."""
-    xs = [x.detach().clone().requires_grad_(True) for x in (w, u, k, v)]
-    y = bi_wkv(*xs, backend='cpu', causal=causal, chunk_len=chunk_len)
-    y.backward(gy)
-    return y.detach(), tuple(x.grad for x in xs)
-
-
-def rel_err(x, ref, floor=0.0):
-    x, ref = x.double(), ref.double()
-    if ref.numel() == 0:
-        return 0.0
-    if not torch.isfinite(x).all():
-        return math.inf
-    return ((x - ref).abs().max() / max(ref.abs().max().item(), floor)).item()
+    return forward_backward(
+        lambda *a: bi_wkv(*a, backend='cpu', causal=causal, chunk_len=chunk_len),
+        w, u, k, v, grad=gy)
 
 
 def assert_close_to(y, grads, y_ref, g_ref, tol, what, g_tol=None):
-    errs = {'y': rel_err(y, y_ref)}
-    for n, g, r in zip(('gw', 'gu', 'gk', 'gv'), grads, g_ref):
-        errs[n] = rel_err(g, r, GRAD_FLOOR)
-    lim = {n: (tol if n == 'y' or g_tol is None else g_tol) for n in errs}
-    bad = {n: e for n, e in errs.items() if not e <= lim[n]}
-    assert not bad, f'{what}: ' + ', '.join(f'{n}={e:.3g}' for n, e in errs.items())
+    errs = errors(y, grads, y_ref, g_ref)
+    assert_errors(errs, {n: (tol if n == 'y' or g_tol is None else g_tol) for n in errs}, what)
 
 
 def blocks(n, threads=256):

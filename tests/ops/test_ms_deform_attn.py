@@ -9,6 +9,8 @@ import importlib
 import pytest
 import torch
 
+from op_testing import forward_backward  # noqa: E402  (tests/ops/op_testing.py)
+
 from mmvrwkv.ops.ms_deform_attn import (DENSE_MAX_ELEMENTS, choose_backend, ms_deform_attn,
                                         ms_deform_attn_dense, ms_deform_attn_grid_sample,
                                         ms_deform_attn_reference)
@@ -35,8 +37,8 @@ def make_inputs(shapes, B=2, Q=9, nH=3, D=5, P=4, seed=0, requires_grad=False):
 
 
 def outputs_and_grads(fn, value, loc, weights, grad):
-    out = fn(value, loc, weights)
-    return [out] + list(torch.autograd.grad(out, (value, loc, weights), grad))
+    out, grads = forward_backward(fn, value, loc, weights, grad=grad)
+    return [out, *grads]
 
 
 def path(backend, shapes):
