@@ -1,6 +1,6 @@
 // Torch bindings of the Bi-WKV op: the schema of two custom operators in the `mmvrwkv`
 // namespace and their CPU / CUDA implementations. Autograd, fake tensors and backend choice
-// are registered in Python (mmvrwkv/ops/bi_wkv.py).
+// are Python (mmvrwkv/ops/_ext.py; the backend choice: mmvrwkv/ops/bi_wkv/).
 // pybind with torch's Tensor casters, without the C++ frontend torch/extension.h adds.
 #include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
