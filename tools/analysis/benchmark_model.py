@@ -1,11 +1,17 @@
 #!/usr/bin/env python
-"""Inference throughput and peak memory of VRWKV backbones vs ViT/DeiT of the same size.
+"""Throughput and peak memory of VRWKV backbones vs ViT/DeiT of the same size.
 
 For every size (``--archs``: tiny / small / base) and input resolution (``--resolutions``)
-both backbones are built at that resolution (random weights, ``eval()``, ``--dtype``), fed a
-random ``[B, 3, R, R]`` batch under ``torch.inference_mode()``, run ``--warmup`` times untimed
-and ``--repeat`` times timed; the median time gives img/s = B / median. Backbone only: no
-neck or head, both return the last feature map.
+both backbones are built at that resolution (random weights, ``--dtype``) and fed a random
+``[B, 3, R, R]`` batch, ``--warmup`` times untimed and ``--repeat`` times timed; the median time
+gives img/s = B / median. Backbone only: no neck or head, both return the last feature map.
+
+``--mode infer`` (default): ``eval()``, forward under ``torch.inference_mode()``
+(``torch.no_grad()`` when compiled: dynamo guards fail on mmpretrain's DropPath under
+inference mode). ``--mode train``: ``train()``, one training step = forward, the mean of the
+output as loss, backward and an ``AdamW`` step. ``--compile eager|compiled|both``: the models
+as they are and/or through ``torch.compile`` (compilation happens during the warm-up, which is
+at least one run then); ``both`` measures each model both ways in the same run, side by side.
 
 Models (patch 16, 12 blocks, hidden width 4x):
 
@@ -86,8 +92,10 @@ QUICK = {
     'cpu': dict(archs=['tiny'], resolutions=[224, 384], warmup=1, repeat=2),
     'cuda': dict(archs=list(ARCHS), resolutions=[224, 1024, 2048], warmup=2, repeat=5),
 }
-TABLE_COLUMNS = ('arch', 'res', 'tokens', 'batch', 'vrwkv_img_s', 'vit_img_s', 'speed_ratio',
-                 'vrwkv_mem_mib', 'vit_mem_mib', 'mem_ratio')
+TABLE_COLUMNS = ('arch', 'res', 'tokens', 'batch', 'compiled', 'vrwkv_img_s', 'vit_img_s',
+                 'speed_ratio', 'vrwkv_mem_mib', 'vit_mem_mib', 'mem_ratio')
+MODES = ('infer', 'train')
+COMPILE_CHOICES = {'eager': (False,), 'compiled': (True,), 'both': (False, True)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -106,6 +114,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'torchvision)')
     p.add_argument('--models', nargs='+', choices=MODELS, default=list(MODELS),
                    help='which backbones to measure')
+    p.add_argument('--mode', choices=MODES, default='infer',
+                   help='infer: forward only; train: forward + backward + AdamW step')
+    p.add_argument('--compile', choices=sorted(COMPILE_CHOICES), default='eager',
+                   help='eager models, torch.compile\'d ones, or both side by side')
     p.add_argument('--depth', type=int, default=None,
                    help='override the depth of both backbones (smoke tests; default 12)')
     p.add_argument('--wkv-backend', default='auto', help="VRWKV(wkv_backend=...)")
@@ -195,45 +207,70 @@ def model_label(model, arch, baseline):
 
 # ----------------------------------------------------------------------------- measuring
 
-def result_record(model_name, arch, res, args, status='ok', error=None):
+def result_record(model_name, arch, res, args, status='ok', error=None, compiled=False):
     """The result dict of one model at one resolution, before measuring (or for a skipped
     one: status 'OOM' with the reason in ``error``)."""
     return dict(model=model_name, arch=arch, res=res, tokens=(res // 16) ** 2,
-                batch=args.batch_size, name=model_label(model_name, arch, args.baseline),
+                batch=args.batch_size, mode=args.mode, compiled=bool(compiled),
+                name=model_label(model_name, arch, args.baseline),
                 status=status, img_s=None, median_s=None, min_s=None, spread=None, times_s=[],
                 mem_mib=None, params=None, error=error)
 
 
-def measure_one(args, model_name, arch, res, memory):
+def make_step(model, x, mode, compiled):
+    """The timed callable: one forward (infer) or one training step (train)."""
+    run = torch.compile(model) if compiled else model
+    if mode == 'infer':
+        model.eval()  # (mmpretrain's backbones' train() returns None: no chaining)
+        context = torch.no_grad if compiled else torch.inference_mode
+
+        def step():
+            with context():
+                return run(x)
+        return step
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = sum(out.float().mean() for out in run(x))
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def measure_one(args, model_name, arch, res, memory, compiled=False):
     """One model at one resolution: returns a result dict (status 'ok', 'OOM' or 'error');
     peak memory is taken during the first timed run."""
     device, dtype, B = args.device, bh.DTYPES[args.dtype], args.batch_size
-    result = result_record(model_name, arch, res, args)
-    model = x = None
+    result = result_record(model_name, arch, res, args, compiled=compiled)
+    model = x = step = None
     try:
         base = memory.baseline()
         torch.manual_seed(args.seed)
         model = build_model(model_name, arch, res, args.baseline, args.depth, args.wkv_backend)
         model.to(device=device, dtype=dtype)
-        model.eval()  # (mmpretrain's backbones' train() returns None: no chaining)
         result['params'] = sum(p.numel() for p in model.parameters())
         x = torch.randn(B, 3, res, res, device=device, dtype=dtype)
+        step = make_step(model, x, args.mode, compiled)
 
         def first_peak(i):
             if i == 0:
                 result['mem_mib'] = memory.peak_mib(base)
 
-        with torch.inference_mode():
-            timing = bh.measure(lambda: model(x), device, args.warmup, args.repeat,
-                                before=lambda i: memory.reset_peak() if i == 0 else None,
-                                after=first_peak)
+        warmup = max(args.warmup, 1) if compiled else args.warmup  # compile before timing
+        timing = bh.measure(step, device, warmup, args.repeat,
+                            before=lambda i: memory.reset_peak() if i == 0 else None,
+                            after=first_peak)
         result.update(times_s=timing.samples, median_s=timing.median, min_s=timing.min,
                       spread=timing.spread, img_s=B / timing.median)
     except Exception as e:  # noqa: BLE001  (recorded, the sweep goes on)
         result['status'] = 'OOM' if is_oom(e) else 'error'
         result['error'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'[:300]
     finally:
-        model = x = None  # (the timed closure holds the names) free them before the next one
+        model = x = step = None  # (the closures hold them) free them before the next one
+        if compiled:
+            torch._dynamo.reset()  # compiled graphs of this model hold its weights
         bh.free_memory(device)
     return result
 
@@ -269,54 +306,63 @@ def run_sweep(args, progress=None):
     results = []
     for arch in args.archs:
         for model_name in args.models:
-            oom_at = None
-            for res in args.resolutions:
-                if oom_at is not None:
-                    r = result_record(model_name, arch, res, args, 'OOM',
-                                      f'skipped: out of memory at {oom_at}px')
-                else:
+            for compiled in COMPILE_CHOICES[args.compile]:
+                oom_at = None
+                for res in args.resolutions:
+                    if oom_at is not None:
+                        r = result_record(model_name, arch, res, args, 'OOM',
+                                          f'skipped: out of memory at {oom_at}px', compiled)
+                    else:
+                        if progress is not None:
+                            progress.set_description(
+                                f'{model_label(model_name, arch, args.baseline)} {res}px'
+                                + (' compiled' if compiled else ''))
+                        r = measure_one(args, model_name, arch, res, memory, compiled)
+                        if r['status'] == 'OOM':
+                            oom_at = res
+                    results.append(r)
                     if progress is not None:
-                        progress.set_description(
-                            f'{model_label(model_name, arch, args.baseline)} {res}px')
-                    r = measure_one(args, model_name, arch, res, memory)
-                    if r['status'] == 'OOM':
-                        oom_at = res
-                results.append(r)
-                if progress is not None:
-                    progress.update(1)
+                        progress.update(1)
     return results, memory.reason
 
 
-def build_table(results, archs, resolutions):
-    """One row per (arch, resolution), columns TABLE_COLUMNS; ratios are VRWKV / ViT."""
-    by_key = {(r['model'], r['arch'], r['res']): r for r in results}
+def _value(r, key):
+    """A measurement of result ``r``, its status when it failed, None when absent."""
+    if r is None:
+        return None
+    return r[key] if r['status'] == 'ok' else r['status']
+
+
+def _ratio(x, y):
+    ok = isinstance(x, (int, float)) and isinstance(y, (int, float)) and y
+    return x / y if ok else None
+
+
+def build_table(results, archs, resolutions, compile_variants=(False,)):
+    """One row per (arch, resolution, eager/compiled), columns TABLE_COLUMNS; ratios are
+    VRWKV / ViT of the same variant."""
+    by_key = {(r['model'], r['arch'], r['res'], r.get('compiled', False)): r for r in results}
     rows = []
     for arch in archs:
         for res in resolutions:
-            a, b = by_key.get(('vrwkv', arch, res)), by_key.get(('vit', arch, res))
-
-            def val(r, key):
-                if r is None:
-                    return None
-                return r[key] if r['status'] == 'ok' else r['status']
-
-            def ratio(x, y):
-                ok = isinstance(x, (int, float)) and isinstance(y, (int, float)) and y
-                return x / y if ok else None
-
-            row = dict(arch=arch, res=res, tokens=(res // 16) ** 2,
-                       batch=(a or b or {}).get('batch'),
-                       vrwkv_img_s=val(a, 'img_s'), vit_img_s=val(b, 'img_s'),
-                       vrwkv_mem_mib=val(a, 'mem_mib'), vit_mem_mib=val(b, 'mem_mib'))
-            row['speed_ratio'] = ratio(row['vrwkv_img_s'], row['vit_img_s'])
-            row['mem_ratio'] = ratio(row['vrwkv_mem_mib'], row['vit_mem_mib'])
-            rows.append({k: row[k] for k in TABLE_COLUMNS})
+            for compiled in compile_variants:
+                a = by_key.get(('vrwkv', arch, res, compiled))
+                b = by_key.get(('vit', arch, res, compiled))
+                row = dict(arch=arch, res=res, tokens=(res // 16) ** 2,
+                           batch=(a or b or {}).get('batch'),
+                           compiled='compiled' if compiled else 'eager',
+                           vrwkv_img_s=_value(a, 'img_s'), vit_img_s=_value(b, 'img_s'),
+                           vrwkv_mem_mib=_value(a, 'mem_mib'), vit_mem_mib=_value(b, 'mem_mib'))
+                row['speed_ratio'] = _ratio(row['vrwkv_img_s'], row['vit_img_s'])
+                row['mem_ratio'] = _ratio(row['vrwkv_mem_mib'], row['vit_mem_mib'])
+                rows.append({k: row[k] for k in TABLE_COLUMNS})
     return rows
 
 
 # The printed table: (title, TABLE_COLUMNS key, number format); missing values are 'n/a'.
 COLUMNS = [bh.Column(title, key, fmt, missing='n/a') for title, key, fmt in (
     ('size', 'arch', ''), ('res', 'res', ''), ('tokens', 'tokens', ''), ('B', 'batch', ''),
+    ('run', 'compiled', ''),
     ('VRWKV img/s', 'vrwkv_img_s', '.2f'), ('ViT img/s', 'vit_img_s', '.2f'),
     ('speed x', 'speed_ratio', '.2f'), ('VRWKV MiB', 'vrwkv_mem_mib', '.1f'),
     ('ViT MiB', 'vit_mem_mib', '.1f'), ('mem x', 'mem_ratio', '.2f'))]
@@ -335,16 +381,21 @@ def plot(results, args, path, env=None):
     fig, axes = bh.subplots(1, 2, panel=(6.0, 4.5))
     axes = axes[0]
     for i, arch in enumerate(args.archs):
-        for model_name in args.models:
-            rs = [r for r in results if r['arch'] == arch and r['model'] == model_name]
+        for model_name, compiled in ((m, c) for m in args.models
+                                     for c in COMPILE_CHOICES[args.compile]):
+            rs = [r for r in results if r['arch'] == arch and r['model'] == model_name
+                  and r.get('compiled', False) == compiled]
             style = bh.series_style(i, dashed=model_name == 'vit')
             if model_name == 'vit':
                 style['marker'] = 's'
+            if compiled:
+                style.update(linestyle=':', marker='^' if model_name == 'vrwkv' else 'v')
+            label = model_label(model_name, arch, args.baseline) + (
+                ' compiled' if compiled else '')
             for ax, key in zip(axes, ('img_s', 'mem_mib')):
                 pts = [(r['res'], r[key]) for r in rs if r['status'] == 'ok' and r[key]]
                 if pts:
-                    ax.plot(*zip(*pts), label=model_label(model_name, arch, args.baseline),
-                            **style)
+                    ax.plot(*zip(*pts), label=label, **style)
                 for r in rs:  # mark failures on the x axis
                     if r['status'] != 'ok':
                         ax.annotate(r['status'], (r['res'], 0), xycoords=('data', 'axes fraction'),
@@ -359,7 +410,8 @@ def plot(results, args, path, env=None):
         ax.grid(True, which='both', alpha=0.3)
     env = env or dict(device=args.device, device_name=args.device,
                       threads=torch.get_num_threads())
-    bh.save_figure(fig, path, bh.plot_title('VRWKV vs ViT backbone inference', env, args.dtype,
+    what = 'inference' if args.mode == 'infer' else 'training step'
+    bh.save_figure(fig, path, bh.plot_title(f'VRWKV vs ViT backbone {what}', env, args.dtype,
                                             args.batch_size))
 
 
@@ -367,12 +419,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.device == 'cuda':
         torch.backends.cudnn.benchmark = False
-    total = len(args.archs) * len(args.resolutions) * len(args.models)
+    variants = COMPILE_CHOICES[args.compile]
+    total = len(args.archs) * len(args.resolutions) * len(args.models) * len(variants)
     t0 = time.time()
     with bh.Progress(total, 'model', args.no_progress) as progress:
         results, mem_note = run_sweep(args, progress)
-    rows = build_table(results, args.archs, args.resolutions)
-    print(f'device {args.device}, dtype {args.dtype}, batch {args.batch_size}, warmup '
+    rows = build_table(results, args.archs, args.resolutions, variants)
+    print(f'mode {args.mode}, device {args.device}, dtype {args.dtype}, '
+          f'batch {args.batch_size}, warmup '
           f'{args.warmup}, median of {args.repeat} runs, threads {torch.get_num_threads()}'
           + (f', depth {args.depth}' if args.depth else '') + f', {time.time() - t0:.0f}s')
     print(format_table(rows, args.baseline))
