@@ -161,15 +161,17 @@ def build_cfg(args: argparse.Namespace):
 def latest_checkpoint(work_dir: str):
     """The checkpoint named by ``work_dir/last_checkpoint``; None if that file is absent.
 
-    mmengine would pass an empty or dangling name on to ``resume`` (``FileNotFoundError:
-    can not be found.``); here both are refused with the file named.
+    Read with mmengine's ``find_latest_checkpoint``, which would pass an empty or dangling
+    name on to ``resume`` (``FileNotFoundError:  can not be found.``); here both are refused
+    with the file named.
     """
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer, encoding='utf-8') as f:
-        name = f.read().strip()
     import glob
+
+    from mmengine.runner import find_latest_checkpoint
+    name = find_latest_checkpoint(work_dir)
+    if name is None:
+        return None
+    pointer = osp.join(work_dir, 'last_checkpoint')
     found = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime)
     hint = (f'; checkpoints in {work_dir}: {", ".join(osp.basename(p) for p in found)} '
             '(pass one with --resume PATH)' if found else f'; no *.pth in {work_dir}')

@@ -48,6 +48,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+import mmvrwkv
+from mmvrwkv.engine.checkpoint import (CheckpointError, UnsafeCheckpointError, add_digest,
+                                       atomic_path, compare_state_dict, load_checkpoint_file,
+                                       short_list)
+from mmvrwkv.models.checkpoint_utils import EMA_KEYS, find_state_dict
+
 #: First name component of the keys of a bare VRWKV backbone state dict.
 BACKBONE_ROOTS = frozenset(['patch_embed', 'pos_embed', 'layers', 'ln1'])
 #: ``--arch`` -> config in ``configs/vrwkv``.
@@ -71,8 +77,6 @@ class ConversionError(Exception):
 def load_source(path: str, unsafe: bool = False) -> object:
     """Read SRC with mmvrwkv's safe loader; ``unsafe`` allows full unpickling of a file
     that is intact but needs more than the weights-only allow-list."""
-    from mmvrwkv.engine.checkpoint import (CheckpointError, UnsafeCheckpointError,
-                                           load_checkpoint_file)
     try:
         return load_checkpoint_file(path, map_location='cpu')
     except FileNotFoundError:
@@ -94,7 +98,6 @@ def load_source(path: str, unsafe: bool = False) -> object:
 
 def unwrap(obj: object, ema: bool = False) -> Tuple[Dict[str, object], List[str]]:
     """Find the weights in a checkpoint; returns (state dict, wrapper path)."""
-    from mmvrwkv.models.checkpoint_utils import find_state_dict
     try:
         return find_state_dict(obj, ema=ema)
     except ValueError as err:
@@ -153,12 +156,7 @@ def find_config(arch: str) -> str:
     name = ARCH_CONFIGS[arch]
     here = osp.dirname(osp.abspath(__file__))
     candidates = [osp.join(here, '..', '..', 'configs', 'vrwkv', name)]
-    try:
-        import mmvrwkv
-        pkg = osp.dirname(mmvrwkv.__file__)
-        candidates.append(osp.join(pkg, '.mim', 'configs', 'vrwkv', name))
-    except ImportError:
-        pass
+    candidates.append(osp.join(osp.dirname(mmvrwkv.__file__), '.mim', 'configs', 'vrwkv', name))
     for cand in candidates:
         if osp.isfile(cand):
             return osp.normpath(cand)
@@ -186,7 +184,6 @@ def _reference_shapes_cached(config: str, mtime: float, num_classes: Optional[in
     cfg = Config.fromfile(config)
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
-    import mmvrwkv.models  # noqa: F401  (registers mmvrwkv.VRWKV)
     try:
         import mmpretrain.models  # noqa: F401
         from mmpretrain.registry import MODELS
@@ -221,16 +218,6 @@ def infer_arch(converted: Mapping[str, torch.Tensor]) -> str:
     return widths[int(weight.shape[0])]
 
 
-def compare(converted: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Size]):
-    from mmvrwkv.engine.checkpoint import compare_state_dict
-    return tuple(compare_state_dict(converted, reference))
-
-
-def _short_list(items: Sequence[str], limit: int = MAX_LISTED) -> str:
-    from mmvrwkv.engine.checkpoint import short_list
-    return short_list(items, limit)
-
-
 def _compact(t: torch.Tensor) -> torch.Tensor:
     """A tensor that owns exactly its data (so torch.save stores no foreign storage)."""
     t = t.detach()
@@ -242,7 +229,6 @@ def _compact(t: torch.Tensor) -> torch.Tensor:
 
 def save_atomic(obj: dict, dst: str, overwrite: bool) -> None:
     """Write ``obj`` (with a digest of its state dict) to ``dst`` atomically."""
-    from mmvrwkv.engine.checkpoint import add_digest, atomic_path
     add_digest(obj)
     try:
         with atomic_path(dst, overwrite=overwrite) as tmp:
@@ -298,7 +284,6 @@ def run(args: argparse.Namespace) -> None:
     src_sd, wrapper = unwrap(ckpt, ema=args.ema)
     print(f'read {args.src}: {len(src_sd)} entries under '
           f'{"/".join(wrapper) or "the top level (raw state dict)"}')
-    from mmvrwkv.models.checkpoint_utils import EMA_KEYS
     if not args.ema and isinstance(ckpt, Mapping) and any(
             isinstance(ckpt.get(k), Mapping) for k in EMA_KEYS):
         print('note: the checkpoint also holds EMA weights; --ema converts those instead')
@@ -309,7 +294,7 @@ def run(args: argparse.Namespace) -> None:
         print(f'inferred --arch {args.arch} from the embedding width')
     config = args.config if args.config else find_config(args.arch)
     reference = reference_shapes(config, args.num_classes, args.img_size)
-    missing, unexpected, mismatched = compare(converted, reference)
+    missing, unexpected, mismatched = compare_state_dict(converted, reference)
 
     print(f'reference: {config}'
           + (f' (num_classes={args.num_classes})' if args.num_classes else '')
@@ -319,36 +304,32 @@ def run(args: argparse.Namespace) -> None:
         print(f'dropped non-tensor entry: {key}')
     if unexpected:
         print(f'unexpected keys ({len(unexpected)}, not in the reference model'
-              f'{"" if args.strict else ", dropped"}): {_short_list(unexpected)}')
+              f'{"" if args.strict else ", dropped"}): {short_list(unexpected, MAX_LISTED)}')
     if mismatched:
-        print(f'shape mismatches ({len(mismatched)}): ' + _short_list(
-            [f'{k} {list(s)} vs model {list(r)}' for k, s, r in mismatched]))
+        print(f'shape mismatches ({len(mismatched)}): ' + short_list(
+            [f'{k} {list(s)} vs model {list(r)}' for k, s, r in mismatched], MAX_LISTED))
     if missing:
         print(f'missing keys ({len(missing)}, in the model but not in the checkpoint): '
-              f'{_short_list(missing)}')
+              f'{short_list(missing, MAX_LISTED)}')
 
     problems = []
     if (missing or mismatched) and not args.allow_missing:
         if missing:
-            problems.append(f'{len(missing)} missing key(s): {_short_list(missing)}')
+            problems.append(f'{len(missing)} missing key(s): {short_list(missing, MAX_LISTED)}')
         if mismatched:
-            problems.append(f'{len(mismatched)} shape mismatch(es): ' + _short_list(
-                [f'{k} {list(s)} vs model {list(r)}' for k, s, r in mismatched]))
+            problems.append(f'{len(mismatched)} shape mismatch(es): ' + short_list(
+                [f'{k} {list(s)} vs model {list(r)}' for k, s, r in mismatched], MAX_LISTED))
         problems.append('the output would leave parameters of the model uninitialised '
                         '(check --arch/--config/--num-classes/--img-size, or pass '
                         '--allow-missing to write a partial model)')
     if unexpected and args.strict:
         problems.append(f'{len(unexpected)} unexpected key(s) with --strict: '
-                        f'{_short_list(unexpected)}')
+                        f'{short_list(unexpected, MAX_LISTED)}')
     if problems:
         raise ConversionError('refusing to write ' + args.dst + ':\n  ' + '\n  '.join(problems))
 
     drop = set(unexpected) | {k for k, _, _ in mismatched}
     state_dict = OrderedDict((k, _compact(v)) for k, v in converted.items() if k not in drop)
-    try:
-        from mmvrwkv import __version__ as mmvrwkv_version
-    except ImportError:
-        mmvrwkv_version = 'unknown'
     meta = dict(
         converted_from=osp.basename(args.src),
         source_wrapper='/'.join(wrapper),
@@ -357,7 +338,7 @@ def run(args: argparse.Namespace) -> None:
         reference_config=osp.basename(config),
         num_classes=args.num_classes,
         img_size=args.img_size,
-        mmvrwkv_version=mmvrwkv_version,
+        mmvrwkv_version=mmvrwkv.__version__,
         missing_keys=sorted(set(missing) | {k for k, _, _ in mismatched}),
         dropped_keys=sorted(drop - {k for k, _, _ in mismatched}),
     )

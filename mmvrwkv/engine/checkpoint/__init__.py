@@ -4,7 +4,7 @@
 (content digest in ``meta``), ``atomic`` (crash-safe writes), ``matching`` (keys and shapes
 against a model). The guarantees and their tests: ``README.md`` in this folder.
 """
-from .atomic import atomic_path, atomic_write, atomic_write_text, remove_stale_temporaries
+from .atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from .digest import (DIGEST_KEY, CheckpointDigestError, add_digest, state_dict_digest,
                      verify_digest)
 from .loading import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointError,
@@ -14,7 +14,7 @@ from .loading import (CheckpointError, CorruptCheckpointError, UnsafeCheckpointE
 from .matching import StateDictMismatch, compare_state_dict, revise_keys, short_list
 
 __all__ = [
-    'atomic_path', 'atomic_write', 'atomic_write_text', 'remove_stale_temporaries',
+    'atomic_path', 'atomic_write_text', 'remove_stale_temporaries',
     'DIGEST_KEY', 'CheckpointDigestError', 'add_digest', 'state_dict_digest', 'verify_digest',
     'CheckpointError', 'CorruptCheckpointError', 'UnsafeCheckpointError',
     'allow_mmengine_checkpoints', 'literal_gpu_ids', 'load_checkpoint_file',

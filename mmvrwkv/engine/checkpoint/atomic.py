@@ -11,7 +11,7 @@ import glob
 import os
 import os.path as osp
 import tempfile
-from typing import Callable, Iterator, List
+from typing import Iterator, List
 
 #: Temporary files are ``.<name>.<random>.tmp`` beside the destination: hidden and without
 #: the ``.pth`` suffix, so no checkpoint search (``*.pth``) ever picks one up.
@@ -70,18 +70,10 @@ def atomic_path(dst: str, overwrite: bool = True) -> Iterator[str]:
             os.unlink(tmp)
 
 
-def atomic_write(dst: str, write: Callable[[str], None], overwrite: bool = True) -> None:
-    """``write(tmp_path)`` then rename to ``dst`` (see :func:`atomic_path`)."""
-    with atomic_path(dst, overwrite=overwrite) as tmp:
-        write(tmp)
-
-
 def atomic_write_text(dst: str, text: str) -> None:
     """Replace ``dst`` by ``text`` atomically (e.g. mmengine's ``last_checkpoint``)."""
-    def write(tmp: str) -> None:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-    atomic_write(dst, write)
+    with atomic_path(dst) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
 
 
 def remove_stale_temporaries(folder: str, name_glob: str = '*') -> List[str]:

@@ -251,7 +251,7 @@ def literal_gpu_ids(config_text: str) -> Optional[list]:
                 value = ast.literal_eval(node.value)
             except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
                 value = None
-            ok = (isinstance(value, (list, tuple, range))
+            ok = (isinstance(value, (list, tuple))
                   and all(isinstance(i, int) and not isinstance(i, bool) for i in value))
             ids = list(value) if ok else None
     return ids
