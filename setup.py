@@ -128,6 +128,16 @@ def nvcc_threads(arch_list: str) -> int:
     return max(1, min(targets, os.cpu_count() or 1))
 
 
+#: Sources of ``mmvrwkv._ext``: one binding file per op (``TORCH_LIBRARY_FRAGMENT``) plus its
+#: CPU kernel; the CUDA kernels only in a CUDA build.
+CPU_SOURCES = (
+    'kernels/bi_wkv.cpp', 'kernels/bi_wkv_cpu.cpp',
+)
+CUDA_SOURCES = (
+    'kernels/bi_wkv_cuda.cu',
+)
+
+
 def extensions():
     if os.environ.get('MMVRWKV_NO_EXT', '0') == '1':
         return [], {}
@@ -141,7 +151,7 @@ def extensions():
     cxx = ['-O3']
     if os.environ.get('MMVRWKV_CPU_NATIVE', '1') == '1':
         cxx.append('-march=native')
-    sources = ['kernels/bi_wkv.cpp', 'kernels/bi_wkv_cpu.cpp']
+    sources = list(CPU_SOURCES)
     want = os.environ.get('MMVRWKV_WITH_CUDA', 'auto')
     nvcc_ver = nvcc_version(CUDA_HOME) if CUDA_HOME else None
     with_cuda = want == '1' or (want == 'auto' and torch.version.cuda is not None and nvcc_ver is not None)
@@ -155,7 +165,7 @@ def extensions():
               f'nvcc {nvcc_ver[0]}.{nvcc_ver[1]}, --threads {threads})')
         ext = CUDAExtension(
             'mmvrwkv._ext',
-            sources + ['kernels/bi_wkv_cuda.cu'],
+            sources + list(CUDA_SOURCES),
             include_dirs=[os.path.join(ROOT, 'kernels')],
             define_macros=[('BIWKV_WITH_CUDA', None)],
             extra_compile_args={'cxx': cxx, 'nvcc': ['-O3', '-lineinfo'] + (
