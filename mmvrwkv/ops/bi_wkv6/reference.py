@@ -1,0 +1,42 @@
+"""The bidirectional WKV6 formula summed pair by pair in float64: O(T^2), for tests only.
+
+Per batch and head, key channel j, value channel i, decay ``d = exp(-exp(w))``:
+
+    y_t[i] = sum_j r_t[j] * ( u[j] k_t[j] v_t[i]
+                              + sum_{s<t} (prod_{s<m<t} d_m[j]) k_s[j] v_s[i]
+                              + sum_{s>t} (prod_{t<m<s} d_m[j]) k_s[j] v_s[i] )
+
+Only the tokens strictly between s and t decay the pair; the bonus u enters once, for s = t.
+"""
+import torch
+
+
+def pair_log_decay(w: torch.Tensor) -> torch.Tensor:
+    """``[B, T (t), T (s), C]`` float64: ``sum of log d_m`` over the m strictly between s and t
+    (0 for |s - t| <= 1; the diagonal is unused)."""
+    ld = -torch.exp(w.double())                                   # log d, [B, T, C]
+    prefix = torch.cumsum(ld, dim=1) - ld                         # P_t = sum_{m<t} log d_m
+    T = w.shape[1]
+    t = torch.arange(T, device=w.device)
+    hi = torch.maximum(t[:, None], t[None, :])                    # [T, T]
+    lo_next = (torch.minimum(t[:, None], t[None, :]) + 1).clamp(max=T - 1)
+    # sum over lo < m < hi = P_hi - P_{lo+1}; for |s - t| <= 1 lo + 1 >= hi and the sum is empty.
+    between = prefix[:, hi] - prefix[:, lo_next]
+    empty = (hi <= lo_next)[None, :, :, None]
+    return torch.where(empty, torch.zeros_like(between), between)
+
+
+def bi_wkv6_reference(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
+                      u: torch.Tensor) -> torch.Tensor:
+    """Return y (float64, ``[B, T, C]``) for r, k, v, w ``[B, T, C]`` and u ``[H, N]``."""
+    B, T, C = k.shape
+    H, N = u.shape
+    r, k, v, u = r.double(), k.double(), v.double(), u.double().reshape(C)
+    decay = pair_log_decay(w).exp()                               # [B, T, T, C]
+    eye = torch.eye(T, dtype=torch.bool, device=k.device)[None, :, :, None]
+    weight = torch.where(eye, u.expand_as(decay), decay)          # u on the diagonal
+    # a[b, t, s, c] = r_t[c] * weight[t, s, c] * k_s[c]; summed over the key channels of a head
+    a = r[:, :, None, :] * weight * k[:, None, :, :]
+    a = a.reshape(B, T, T, H, N).sum(-1)                          # [B, T, S, H]
+    y = torch.einsum('btsh,bshi->bthi', a, v.reshape(B, T, H, N))
+    return y.reshape(B, T, C)
