@@ -11,5 +11,8 @@ if _find_spec('mmengine') is not None:  # importing mmvrwkv registers its models
     from .engine import allow_mmengine_checkpoints as _allow, register_checkpoint_loaders
     register_checkpoint_loaders()
     _allow()
+    if _find_spec('mmpretrain') is not None:  # get_model / list_models know our classifiers
+        from .apis import register_mmpretrain_models
+        register_mmpretrain_models()
 
 __all__ = ['__version__']

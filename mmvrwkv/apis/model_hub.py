@@ -1,0 +1,128 @@
+"""Our classification models in mmpretrain's model hub.
+
+After :func:`register_mmpretrain_models` (run by ``import mmvrwkv``),
+``mmpretrain.get_model('vrwkv-tiny_8xb128_in1k')``, ``list_models('*vrwkv*')`` and
+``inference_model(...)`` know the models of ``configs/vrwkv/metafile.yml``. Only metafiles
+whose models are classifiers are registered: mmpretrain builds every hub model as an
+mmpretrain model, so a Mask R-CNN or UperNet entry there would only fail later.
+
+The metafiles' ``Weights`` are the official checkpoints of the original repository (the
+``Converted From`` weights). ``get_model(..., pretrained=True)`` loads them through
+mmengine's non-strict ``load_checkpoint``, which would only warn about keys that do not fit.
+So each such URL gets a checkpoint loader that downloads through mmvrwkv's safe loader,
+converts with ``tools/model_converters/vrwkv2mmvrwkv.py`` (the same key mapping) and refuses
+a checkpoint that leaves parameters of the model uninitialised.
+"""
+import importlib.util
+import os.path as osp
+from typing import Any, Dict, List, Mapping, Optional
+
+import yaml
+
+import mmvrwkv
+
+#: The task of the models that go into mmpretrain's hub.
+HUB_TASK = 'Image Classification'
+#: ``official checkpoint URL -> config path`` of the registered models.
+_OFFICIAL_WEIGHTS: Dict[str, str] = {}
+
+
+def package_root() -> str:
+    """Folder holding ``model-index.yml``, ``configs/`` and ``tools/``: ``mmvrwkv/.mim`` of
+    an installed package, else the checkout the package was imported from."""
+    package = osp.dirname(osp.abspath(mmvrwkv.__file__))
+    for root in (osp.join(package, '.mim'), osp.dirname(package)):
+        if osp.isfile(osp.join(root, 'model-index.yml')):
+            return root
+    raise FileNotFoundError(
+        f'model-index.yml is neither in {osp.join(package, ".mim")} (installed package) nor '
+        f'in {osp.dirname(package)} (checkout): reinstall mmvrwkv with '
+        '`pip install --no-build-isolation .`')
+
+
+def classification_metafiles(root: str) -> List[str]:
+    """Paths of the metafiles in ``root``'s model index whose models are all classifiers."""
+    with open(osp.join(root, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    found = []
+    for rel in index.get('Import', []):
+        path = osp.join(root, rel)
+        with open(path) as f:
+            models = yaml.safe_load(f).get('Models', [])
+        tasks = {r['Task'] for m in models for r in m.get('Results') or []}
+        if tasks == {HUB_TASK}:
+            found.append(path)
+    return found
+
+
+def register_mmpretrain_models() -> List[str]:
+    """Register our classifiers with mmpretrain's ``ModelHub`` (idempotent) and the loader
+    of their official weights; returns the model names. Needs mmpretrain."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    from modelindex.load_model_index import load
+    from mmpretrain.apis.model import ModelHub
+
+    root = package_root()
+    names = []
+    for metafile in classification_metafiles(root):
+        index = load(metafile)
+        index.build_models_with_collections()
+        new = [m.name for m in index.models if not ModelHub.has(m.name.lower())]
+        if new:  # register_model_index refuses names it already holds
+            ModelHub.register_model_index(metafile, config_prefix=root)
+        for model in index.models:
+            names.append(model.name)
+            source = (model.data.get('Converted From') or {}).get('Weights')
+            if model.weights and model.weights == source:
+                _OFFICIAL_WEIGHTS[model.weights] = osp.join(root, model.config)
+    if _OFFICIAL_WEIGHTS:
+        # mmengine reads prefixes as regular expressions: match the URLs literally
+        import re
+        CheckpointLoader.register_scheme(
+            prefixes=[re.escape(url) + '$' for url in _OFFICIAL_WEIGHTS],
+            loader=load_official_checkpoint, force=True)
+    return names
+
+
+def _converter():
+    """``tools/model_converters/vrwkv2mmvrwkv.py`` beside the configs, as a module."""
+    path = osp.join(package_root(), 'tools', 'model_converters', 'vrwkv2mmvrwkv.py')
+    spec = importlib.util.spec_from_file_location('_mmvrwkv_vrwkv2mmvrwkv', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def convert_official(checkpoint: Any, config: str, source: str = 'the checkpoint'
+                     ) -> Dict[str, Any]:
+    """An official checkpoint as ``{'state_dict', 'meta'}`` for the classifier of
+    ``config``; ``CheckpointMismatchError`` if it leaves any parameter uninitialised."""
+    from mmvrwkv.engine import CheckpointMismatchError
+    from mmvrwkv.engine.checkpoint import compare_state_dict, short_list
+    from mmvrwkv.models.checkpoint_utils import find_state_dict
+
+    converter = _converter()
+    weights, _ = find_state_dict(checkpoint)
+    converted, _ = converter.convert_state_dict(weights)
+    missing, unexpected, mismatched = compare_state_dict(
+        converted, converter.reference_shapes(config))
+    if missing or mismatched:
+        raise CheckpointMismatchError(
+            f'{source} does not fit the model of {osp.basename(config)} after conversion: '
+            f'{len(missing)} missing key(s) [{short_list(missing)}], {len(mismatched)} '
+            f'shape mismatch(es) [{short_list(k for k, _, _ in mismatched)}]; convert it '
+            'with tools/model_converters/vrwkv2mmvrwkv.py (it reports every key) and pass '
+            'the output as pretrained=')
+    state_dict = {k: v for k, v in converted.items() if k not in set(unexpected)}
+    meta = checkpoint.get('meta') if isinstance(checkpoint, Mapping) else None
+    meta = dict(meta) if isinstance(meta, Mapping) else {}  # get_model reads CLASSES here
+    meta['converted_from'] = source
+    return {'state_dict': state_dict, 'meta': meta}
+
+
+def load_official_checkpoint(filename: str, map_location: Optional[Any] = None,
+                             **kwargs: Any) -> Dict[str, Any]:
+    """mmengine checkpoint loader of the official URLs: safe download + load, conversion."""
+    from mmvrwkv.engine.checkpoint.loading import _load_http
+    checkpoint = _load_http(filename, map_location=map_location, **kwargs)
+    return convert_official(checkpoint, _OFFICIAL_WEIGHTS[filename], source=filename)
