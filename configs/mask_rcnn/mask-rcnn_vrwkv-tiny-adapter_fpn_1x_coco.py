@@ -8,51 +8,25 @@
 # Pretrained backbone: put the ImageNet checkpoint at pretrained/vrwkv_t_in1k_224.pth (the
 # official file loads as it is; adapter keys are reported as new, `ln1` as unused). Training
 # from scratch: --cfg-options model.backbone.init_cfg=None
-_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
+#
+# mmdet's mask-rcnn_r50_fpn_1x_coco.py with our model base in place of its Mask R-CNN R-50 one.
+_base_ = [
+    '../_base_/models/mask-rcnn_vrwkv-tiny-adapter_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
 
-# Registers `mmvrwkv.VRWKVAdapter` and the layer-decay constructor; the default scope stays
-# 'mmdet' (inherited from the mmdet base).
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
-
-embed_dims = 192
 num_layers = 12  # VRWKV blocks (depth)
 
+# The base's Mask R-CNN + FPN with the VRWKV-T adapter (pad to 32, SyncBN, FPN on [192] * 4).
 model = dict(
-    # NOTE(translation): mmdet 2.x put Normalize/Pad(size_divisor=32) in the pipeline; mmdet
-    # 3.x does both in the data preprocessor (same mean/std, BGR->RGB, pad to 32, which the
-    # adapter needs: input sides must be multiples of 32).
-    data_preprocessor=dict(pad_size_divisor=32),
     backbone=dict(
-        _delete_=True,
-        type='mmvrwkv.VRWKVAdapter',
-        arch='tiny',  # embed_dims 192, depth 12; the values below are the arch defaults
-        img_size=224,
-        patch_size=16,
-        drop_path_rate=0.1,
-        init_values=1.0,  # det/seg tiny creates a fresh layer scale (cls tiny has none)
-        post_norm=False,
-        key_norm=False,
-        with_cp=False,
-        conv_inplane=64,
-        n_points=4,
-        deform_num_heads=6,
-        deform_ratio=1.0,
-        init_values_inject=0.,
-        cffn_ratio=0.25,
-        interaction_indexes=[[0, 2], [3, 5], [6, 8], [9, 11]],
-        use_extra_extractor=True,
-        add_rwkv_feature=True,
-        # detection recipe: the final RWKV features are added to all four levels
-        rwkv_feature_fusion='final',
-        # NOTE(translation): the original hard-codes nn.SyncBatchNorm in the adapter; here it
-        # is norm_cfg (use dict(type='BN') on one device).
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
         # NOTE(translation): the original passes `pretrained=` and loads with strict=False,
         # silently; here init_cfg goes through VRWKVAdapter.load_pretrained, which logs new
         # (adapter, gammas) and unused (ln1, head) keys and resizes pos_embed.
         init_cfg=dict(type='Pretrained', checkpoint='pretrained/vrwkv_t_in1k_224.pth',
-                      prefix='backbone.')),
-    neck=dict(type='FPN', in_channels=[embed_dims] * 4, out_channels=256, num_outs=5))
+                      prefix='backbone.')))
 
 # 2 images per GPU x 8 GPUs = 16 (dataset, pipeline and evaluator from the mmdet base:
 # Resize (1333, 800) keep ratio, flip 0.5; single-scale test; CocoMetric bbox + segm).

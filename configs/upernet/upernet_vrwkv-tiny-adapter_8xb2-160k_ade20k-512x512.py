@@ -9,20 +9,14 @@
 # Pretrained backbone: put the ImageNet checkpoint at pretrained/vrwkv_t_in1k_224.pth (the
 # official file loads as it is). Training from scratch: --cfg-options model.pretrained=None
 _base_ = [
-    'mmseg::_base_/models/upernet_r50.py',
+    '../_base_/models/upernet_vrwkv-tiny-adapter.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 
-# Registers `mmvrwkv.VRWKVAdapter` and the layer-decay constructor; the default scope stays
-# 'mmseg' (inherited from the mmseg runtime base).
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
-
-embed_dims = 192
 num_layers = 12  # VRWKV blocks (depth)
 crop_size = (512, 512)
-norm_cfg = dict(type='SyncBN', requires_grad=True)
 
 # NOTE(translation): mmseg 0.30 normalised and padded (to 512, seg pad 255) in the pipeline;
 # mmseg 1.x does it in the data preprocessor (same mean/std/pad values; the training batch is
@@ -43,51 +37,10 @@ model = dict(
     # load_pretrained (reports new/unused keys, resizes pos_embed).
     # NOTE(translation): the original loaded with strict=False and no report.
     pretrained='pretrained/vrwkv_t_in1k_224.pth',
-    backbone=dict(
-        _delete_=True,
-        type='mmvrwkv.VRWKVAdapter',
-        arch='tiny',  # embed_dims 192, depth 12; the values below are the arch defaults
-        img_size=224,
-        patch_size=16,
-        drop_path_rate=0.1,
-        init_values=1.0,  # det/seg tiny creates a fresh layer scale (cls tiny has none)
-        post_norm=False,
-        key_norm=False,
-        with_cp=False,
-        conv_inplane=64,
-        n_points=4,
-        deform_num_heads=6,
-        deform_ratio=1.0,
-        init_values_inject=0.,
-        cffn_ratio=0.25,
-        interaction_indexes=[[0, 2], [3, 5], [6, 8], [9, 11]],
-        use_extra_extractor=True,
-        add_rwkv_feature=True,
-        # segmentation recipe: the output of interaction i is added to level i
-        rwkv_feature_fusion='per_stage',
-        # NOTE(translation): the original hard-codes nn.SyncBatchNorm in the adapter.
-        norm_cfg=norm_cfg),
-    decode_head=dict(
-        in_channels=[embed_dims] * 4,
-        in_index=[0, 1, 2, 3],
-        pool_scales=(1, 2, 3, 6),
-        channels=512,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    auxiliary_head=dict(
-        in_channels=embed_dims,
-        in_index=2,
-        channels=256,
-        num_convs=1,
-        concat_input=False,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
+    # The base's VRWKV-T adapter (per-stage fusion, SyncBN) and heads on [192] * 4 / 192
+    # channels; ADE20K has 150 classes.
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150),
     # Slide inference: 512x512 windows, stride 341.
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 

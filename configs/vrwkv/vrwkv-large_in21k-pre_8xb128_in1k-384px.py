@@ -10,55 +10,42 @@
 #   ... vrwkv_l_22kto1k_384.pth OUT.pth --arch large
 #   ... vrwkv_l_in22k_192.pth IN22K.pth --arch large --num-classes 21841
 _base_ = [
+    '../_base_/models/vrwkv-tiny-p16.py',
     '../_base_/datasets/imagenet_bs128_vrwkv_384.py',
     '../_base_/default_runtime_vrwkv_cls.py',
 ]
 
-# Registers `mmvrwkv.VRWKV`; the default scope stays 'mmpretrain'.
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
-
+# The base's VRWKV classifier (GAP neck, init) at size L with an MLP head.
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='mmvrwkv.VRWKV',
         arch='large',  # embed_dims 1024, depth 24
         # The learned pos-embed keeps the 12 x 12 grid of the 192-px pre-training; it is
         # resized (bicubic) to the 24 x 24 grid of the 384-px inputs on the fly.
         img_size=192,
-        patch_size=16,
         drop_path_rate=0.1,
         init_values=1e-5,
         post_norm=True,
         key_norm=True,
-        with_cp=True,  # USE_CHECKPOINT: gradient checkpointing of every block
-        out_indices=-1,
-        final_norm=True),
-    neck=dict(type='GlobalAveragePooling'),
+        with_cp=True),  # USE_CHECKPOINT: gradient checkpointing of every block
     # The original head is nn.Sequential(Linear(1024, 3072), Tanh(), Linear(3072, classes))
     # on the pooled feature. mmpretrain's VisionTransformerClsHead with hidden_dim set is
     # exactly that (layers.pre_logits -> layers.act -> layers.head, applied to the last
     # backbone output, which is the pooled [B, C] tensor here), so no new head class is needed.
     # Checkpoint keys: head.0.* -> head.layers.pre_logits.*, head.2.* -> head.layers.head.*.
+    # Loss: the base's LabelSmoothLoss(label_smooth_val=0.1, mode='original'). The original
+    # uses SoftTargetCrossEntropy on timm-Mixup targets built with label_smoothing 0.1
+    # (on = 0.9 + 0.1/K, off = 0.1/K, then mixed). Smoothing a mixed one-hot target with
+    # mode='original' gives the identical target.
+    # NOTE(translation): the original applies no init at all (its _init_weights call is
+    # commented out), every head weight comes from the 22K checkpoint. Here the classifier
+    # init_cfg of the base initialises head.layers.head (the head's own init_cfg is None),
+    # and VisionTransformerClsHead.init_weights always re-initialises pre_logits with a
+    # LeCun-normal; both are overwritten when the pre-trained weights are loaded.
     head=dict(
         type='VisionTransformerClsHead',
-        num_classes=1000,
         in_channels=1024,
         hidden_dim=3072,
-        act_cfg=dict(type='Tanh'),
-        # Original: SoftTargetCrossEntropy on timm-Mixup targets built with
-        # label_smoothing 0.1 (on = 0.9 + 0.1/K, off = 0.1/K, then mixed). Smoothing a
-        # mixed one-hot target with mode='original' gives the identical target.
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        # NOTE(translation): the original applies no init at all (its _init_weights call is
-        # commented out), every head weight comes from the 22K checkpoint. Here the
-        # classifier init_cfg below initialises head.layers.head, and
-        # VisionTransformerClsHead.init_weights always re-initialises pre_logits with a
-        # LeCun-normal; both are overwritten when the pre-trained weights are loaded.
-        init_cfg=None),
-    init_cfg=[
-        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
-    ],
+        act_cfg=dict(type='Tanh')),
     # timm Mixup(mixup_alpha 0.8, cutmix_alpha 1.0, prob 0.5, switch_prob 0, mode 'batch'):
     # with switch_prob 0 timm never picks CutMix, so CutMix is dead in the original; half
     # of the batches get Mixup(0.8), the other half nothing. RandomBatchAugment with

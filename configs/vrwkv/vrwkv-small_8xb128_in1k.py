@@ -4,41 +4,23 @@
 # Official weights: vrwkv_s_in1k_224.pth (HuggingFace OpenGVLab/Vision-RWKV); convert them with
 #   python tools/model_converters/vrwkv2mmvrwkv.py vrwkv_s_in1k_224.pth OUT.pth --arch small
 _base_ = [
+    '../_base_/models/vrwkv-tiny-p16.py',
     '../_base_/datasets/imagenet_bs128_vrwkv_224.py',
     '../_base_/schedules/imagenet_bs1024_adamw_vrwkv.py',
     '../_base_/default_runtime_vrwkv_cls.py',
 ]
 
-# Registers `mmvrwkv.VRWKV`; the default scope stays 'mmpretrain'.
-custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
-
+# The base's VRWKV classifier (GAP neck, 1000-way LinearClsHead with label smoothing, init)
+# at size S.
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='mmvrwkv.VRWKV',
         arch='small',  # embed_dims 384, depth 12
-        img_size=224,
-        patch_size=16,
         drop_path_rate=0.3,
         # Classification small was trained with layer scale initialised to 1 (the det/seg
         # small configs say 1e-5, which the loaded gammas overwrite anyway).
         init_values=1.0,
-        post_norm=True,
-        key_norm=False,
-        out_indices=-1,
-        final_norm=True),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=384,
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        # The classifier-level init_cfg below initialises the head too.
-        init_cfg=None),
-    init_cfg=[
-        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
-    ],
+        post_norm=True),
+    head=dict(in_channels=384),
     # Original: BatchMixup(alpha 0.8, prob 0.5) + BatchCutMix(alpha 1.0, prob 0.5): every
     # batch gets exactly one of the two. mmpretrain's RandomBatchAugment picks one of the
     # listed augments uniformly when no probs are given: the same thing.
