@@ -5,8 +5,9 @@ from .bi_wkv import BACKENDS, available_backends, bi_wkv, bi_wkv_reference, bi_w
 from .bi_wkv6 import bi_wkv6, bi_wkv6_reference, bi_wkv6_torch
 from .flops import BI_WKV_FLOPS_PER_ELEMENT, bi_wkv_flops
 from .ms_deform_attn import ms_deform_attn
+from .token_shift import token_shift_mix
 
 __all__ = ['bi_wkv', 'bi_wkv_torch', 'bi_wkv_reference', 'available_backends', 'BACKENDS',
            'ext_available', 'ext_has_cuda', 'bi_wkv_flops',
            'BI_WKV_FLOPS_PER_ELEMENT', 'ms_deform_attn', 'bi_wkv6', 'bi_wkv6_torch',
-           'bi_wkv6_reference']
+           'bi_wkv6_reference', 'token_shift_mix']

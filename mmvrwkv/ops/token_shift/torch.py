@@ -1,0 +1,153 @@
+"""Token shifts and the shift-and-mix in plain PyTorch: the portable path (tracing, ONNX export
+with both exporters, FLOP counting, no extension) and the reference the fused kernels match.
+
+A shift function takes tokens ``x [B, T, C]`` in raster order over the patch grid
+``patch_resolution = (H, W)`` (``T = H * W``) and returns a tensor of the same shape in which
+(some) channels of every token come from a neighbouring token, zero where the neighbour lies
+outside the grid. Every shift is written with narrow + zero pad + cat, never with in-place
+slice assignment: the legacy ONNX exporter dies in ``index_put`` on slice assignments.
+
+Signature of every function:
+``fn(x, shift_pixel, channel_gamma, patch_resolution, *, num_heads=1) -> Tensor``
+(arguments a mode does not use are accepted and ignored).
+"""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def _shifted(g: torch.Tensor, dim: int, s: int) -> torch.Tensor:
+    """``g`` moved by ``s`` positions along ``dim`` (``out[i] = g[i - s]``), zero filled;
+    ``s < 0`` moves the other way. ``|s| >= size`` gives zeros."""
+    n = g.shape[dim]
+    k = min(abs(s), n)
+    pad = [0, 0] * (g.dim() - 1 - dim)
+    if s > 0:
+        return F.pad(g.narrow(dim, 0, n - k), pad + [k, 0])
+    return F.pad(g.narrow(dim, k, n - k), pad + [0, k])
+
+
+def grid_of(x: torch.Tensor, patch_resolution: Optional[Sequence[int]], fn: str) -> tuple:
+    """``(H, W)`` as ints, checked against ``x``'s token count (ValueError otherwise)."""
+    if patch_resolution is None:
+        raise ValueError(f'{fn} needs patch_resolution=(H, W)')
+    if len(patch_resolution) != 2:
+        raise ValueError(f'{fn}: patch_resolution must be (H, W), got {patch_resolution!r}')
+    H, W = int(patch_resolution[0]), int(patch_resolution[1])
+    if H * W != x.shape[1]:
+        raise ValueError(f'{fn}: patch_resolution {tuple(patch_resolution)} does not match '
+                         f'the token count T={x.shape[1]}')
+    return H, W
+
+
+def head_size_of(C: int, num_heads: int, fn: str) -> int:
+    """Channels per head, ``C / num_heads`` (ValueError naming num_heads when it does not divide)."""
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f'{fn}: num_heads must be an int >= 1, got {num_heads!r}')
+    if C % num_heads:
+        raise ValueError(f'{fn}: num_heads={num_heads} must divide the channel count C={C}')
+    return C // num_heads
+
+
+def quarter_split(C: int, channel_gamma: float, num_heads: int = 1) -> tuple:
+    """``(N, q)``: channels per head and per shift direction inside a head of the Q-Shift
+    (``q = int(N * channel_gamma)``, integer truncation as in the original)."""
+    N = C // num_heads
+    return N, int(N * channel_gamma)
+
+
+def _quad_shift(x: torch.Tensor, s: int, channel_gamma: float, H: int, W: int,
+                num_heads: int) -> torch.Tensor:
+    """Four-direction shift with the quarters taken inside each of ``num_heads`` heads."""
+    B, T, C = x.shape
+    N, q = quarter_split(C, channel_gamma, num_heads)
+    g = x.reshape(B, H, W, num_heads, N)
+    parts = [
+        _shifted(g[..., 0:q], 2, s),              # from the left
+        _shifted(g[..., q:2 * q], 2, -s),         # from the right
+        _shifted(g[..., 2 * q:3 * q], 1, s),      # from above
+        _shifted(g[..., 3 * q:4 * q], 1, -s),     # from below
+        g[..., 4 * q:],                           # unchanged
+    ]
+    return torch.cat(parts, dim=-1).reshape(B, T, C)
+
+
+def q_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
+            patch_resolution: Optional[Sequence[int]] = None, *,
+            num_heads: int = 1) -> torch.Tensor:
+    """Quad-directional shift (Q-Shift) of Vision-RWKV.
+
+    With ``q = int(C * channel_gamma)`` and ``s = shift_pixel``, every token takes
+
+    * channels ``[0, q)`` from the token ``s`` columns to its left,
+    * channels ``[q, 2q)`` from the token ``s`` columns to its right,
+    * channels ``[2q, 3q)`` from the token ``s`` rows above,
+    * channels ``[3q, 4q)`` from the token ``s`` rows below,
+
+    with zeros where that token is outside the grid; channels ``[4q, C)`` are copied unchanged.
+    It gives each token a local 2-D receptive field for O(T*C) work.
+
+    Args:
+        x: tokens ``[B, T, C]`` in raster (row-major) order.
+        shift_pixel: shift distance in patches (``>= 0``; 0 returns ``x``).
+        channel_gamma: fraction of the channels per direction (``<= 1/4``).
+        patch_resolution: ``(H, W)`` of the patch grid, ``H * W == T``.
+        num_heads: ignored (see :func:`q_shift_multihead`).
+    """
+    H, W = grid_of(x, patch_resolution, 'q_shift')
+    if int(shift_pixel) == 0:
+        return x
+    return _quad_shift(x, int(shift_pixel), channel_gamma, H, W, 1)
+
+
+def q_shift_multihead(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
+                      patch_resolution: Optional[Sequence[int]] = None, *,
+                      num_heads: int = 1) -> torch.Tensor:
+    """Q-Shift inside each head (VRWKV6): :func:`q_shift` applied to every head of
+    ``N = C / num_heads`` channels on its own, with ``q = int(N * channel_gamma)``."""
+    H, W = grid_of(x, patch_resolution, 'q_shift_multihead')
+    head_size_of(x.shape[2], num_heads, 'q_shift_multihead')
+    if int(shift_pixel) == 0:
+        return x
+    return _quad_shift(x, int(shift_pixel), channel_gamma, H, W, num_heads)
+
+
+def token_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
+                patch_resolution: Optional[Sequence[int]] = None, *,
+                num_heads: int = 1) -> torch.Tensor:
+    """1-D RWKV token shift: every token takes all channels of the token ``shift_pixel``
+    positions earlier in raster order (zeros for the first ``shift_pixel`` tokens).
+
+    ``channel_gamma``, ``patch_resolution`` and ``num_heads`` are accepted for a uniform
+    signature and unused.
+    """
+    if int(shift_pixel) == 0:
+        return x
+    return _shifted(x, 1, int(shift_pixel))
+
+
+def no_shift(x: torch.Tensor, shift_pixel: int = 1, channel_gamma: float = 0.25,
+             patch_resolution: Optional[Sequence[int]] = None, *,
+             num_heads: int = 1) -> torch.Tensor:
+    """No token shift (identity); the mixers then skip the interpolation entirely."""
+    return x
+
+
+#: Shift functions by ``shift_mode`` name.
+SHIFT_FUNCS = {
+    'q_shift': q_shift,
+    'q_shift_multihead': q_shift_multihead,
+    'token_shift': token_shift,
+    'none': no_shift,
+}
+
+
+def token_shift_mix_torch(x: torch.Tensor, mix: torch.Tensor, *, patch_resolution=None,
+                          shift_mode: str = 'q_shift', shift_pixel: int = 1,
+                          channel_gamma: float = 0.25, num_heads: int = 1) -> torch.Tensor:
+    """``[M, B, T, C]``: ``torch.lerp(shift(x), x, mix[m])`` for every row m of ``mix [M, C]``,
+    the unfused computation (a shift function, then one broadcast lerp)."""
+    xx = SHIFT_FUNCS[shift_mode](x, shift_pixel, channel_gamma, patch_resolution,
+                                 num_heads=num_heads)
+    return torch.lerp(xx[None], x[None], mix[:, None, None, :])
