@@ -1,5 +1,6 @@
 """Backbones of mmvrwkv (registered in ``mmvrwkv.registry.MODELS``)."""
 from .vrwkv import VRWKV
-from .vrwkv_adapter import VRWKVAdapter  # torch + mmengine only (mmcv.ops used lazily)
+from .vrwkv6 import VRWKV6
+from .vrwkv_adapter import VRWKV6Adapter, VRWKVAdapter  # torch + mmengine only (mmcv.ops used lazily)
 
-__all__ = ['VRWKV', 'VRWKVAdapter']
+__all__ = ['VRWKV', 'VRWKVAdapter', 'VRWKV6', 'VRWKV6Adapter']

@@ -190,18 +190,26 @@ class VRWKV(BaseModule):
 
         # Stochastic depth rising linearly from 0 (first block) to drop_path_rate (last).
         dpr = [drop_path_rate * i / (depth - 1) if depth > 1 else 0. for i in range(depth)]
-        self.layers = nn.ModuleList([
-            Block(C, depth, i, shift_mode=shift_mode, channel_gamma=channel_gamma,
-                  shift_pixel=shift_pixel, drop_path=dpr[i], hidden_rate=self.hidden_rate,
-                  init_mode=init_mode, init_values=self.init_values, post_norm=self.post_norm,
-                  key_norm=self.key_norm, with_cp=with_cp, attn_direction=attn_direction,
-                  wkv_backend=wkv_backend)
-            for i in range(depth)
-        ])
+        self.channel_gamma = channel_gamma
+        self.shift_pixel = shift_pixel
+        self.layers = self._build_layers(dpr)
         if final_norm:
             self.ln1 = nn.LayerNorm(C)
 
     # ------------------------------------------------------------------ construction helpers
+    def _build_layers(self, drop_path_rates: Sequence[float]) -> nn.ModuleList:
+        """The ``depth`` blocks, from the settings stored on ``self`` (a backbone family with
+        another block, e.g. :class:`~mmvrwkv.models.backbones.VRWKV6`, overrides this)."""
+        return nn.ModuleList([
+            Block(self.embed_dims, self.depth, i, shift_mode=self.shift_mode,
+                  channel_gamma=self.channel_gamma, shift_pixel=self.shift_pixel,
+                  drop_path=p, hidden_rate=self.hidden_rate, init_mode=self.init_mode,
+                  init_values=self.init_values, post_norm=self.post_norm,
+                  key_norm=self.key_norm, with_cp=self.with_cp,
+                  attn_direction=self.attn_direction, wkv_backend=self.wkv_backend)
+            for i, p in enumerate(drop_path_rates)
+        ])
+
     @classmethod
     def _resolve_arch(cls, arch: Union[str, dict]) -> dict:
         optional = cls.arch_optional_keys

@@ -19,6 +19,7 @@ from ..layers.adapter_modules import (InteractionBlock, MSDeformAttn, SpatialPri
 from ..checkpoint_utils import find_state_dict
 from ..layers.norm import build_norm2d
 from .vrwkv import VRWKV, _is_int
+from .vrwkv6 import VRWKV6
 
 FUSION_MODES = ('final', 'per_stage')
 #: Top-level children/parameters that exist only in the adapter (not in a VRWKV checkpoint).
@@ -385,3 +386,46 @@ class VRWKVAdapter(VRWKV):
         # an error (open-mmlab/mmcv#2203; Mask R-CNN then cannot learn: the shapes demo was
         # stuck at 0.003 bbox mAP). So the maps leave here contiguous.
         return tuple(norm(m).contiguous() for norm, m in zip(norms, maps))
+
+
+@MODELS.register_module()
+class VRWKV6Adapter(VRWKVAdapter, VRWKV6):
+    """:class:`VRWKVAdapter` around a :class:`VRWKV6` (its blocks, heads, cls-token-free
+    tokens): the same spatial prior module, injectors / extractors, ``up`` and output norms,
+    returning four maps ``[B, C, H/s, W/s]`` for s = 4, 8, 16, 32; a VRWKV6 classification
+    checkpoint loads through :meth:`load_pretrained` (adapter keys reported as new, ``ln1`` as
+    unused).
+
+    The original has no VRWKV6 detection / segmentation recipe. ``arch`` takes VRWKV6's
+    classification settings (so an ImageNet checkpoint fills every backbone key, layer scale
+    included) and the deformable-attention settings of the VRWKV adapter of the same size:
+
+    ====== ========== ===== ========= ========= =========== ================ ============
+    arch   embed_dims depth num_heads post_norm init_values deform_num_heads deform_ratio
+    ====== ========== ===== ========= ========= =========== ================ ============
+    tiny   192        12    3         False     None        6                1.0
+    small  384        12    6         True      1e-5        6                1.0
+    base   768        12    12        True      1e-5        12               0.5
+    ====== ========== ===== ========= ========= =========== ================ ============
+
+    Args: those of :class:`VRWKVAdapter` and of :class:`VRWKV6` (``num_heads``,
+    ``shift_mode``, ``wkv_backend``, ...), except ``with_cls_token`` / ``output_cls_token``
+    (the adapter works on the patch tokens only).
+    """
+
+    arch_zoo: Dict[str, dict] = {
+        **dict.fromkeys(['t', 'tiny'], dict(VRWKV6._TINY, deform_num_heads=6,
+                                            deform_ratio=1.0)),
+        **dict.fromkeys(['s', 'small'], dict(VRWKV6._SMALL, deform_num_heads=6,
+                                             deform_ratio=1.0)),
+        **dict.fromkeys(['b', 'base'], dict(VRWKV6._BASE, deform_num_heads=12,
+                                            deform_ratio=0.5)),
+    }
+    arch_optional_keys = dict(VRWKV6.arch_optional_keys, deform_num_heads=6, deform_ratio=1.0)
+
+    def __init__(self, arch: Union[str, dict] = 'tiny', **kwargs) -> None:
+        for name in ('with_cls_token', 'output_cls_token'):
+            if kwargs.get(name):
+                raise TypeError(f'VRWKV6Adapter does not take {name}=True: the adapter works '
+                                f'on the patch tokens only')
+        super().__init__(arch=arch, **kwargs)

@@ -5,7 +5,7 @@ The mixers initialise their own decay, bonus and token-mix parameters in the con
 ``TruncNormal(layer='Linear')`` leaves them alone).
 """
 import math
-from typing import Tuple
+from typing import Dict, Tuple
 
 import torch
 
@@ -47,3 +47,29 @@ def fancy_decay_and_first(embed_dims: int, layer_id: int, depth: int,
 def channel_positions(embed_dims: int) -> torch.Tensor:
     """``x[0, 0, i] = i / C`` for ``i = 0 .. C-1`` (shape ``[1, 1, C]``), float32."""
     return (torch.arange(embed_dims, dtype=torch.float32) / embed_dims).view(1, 1, embed_dims)
+
+
+def fancy_token_mix(embed_dims: int, layer_id: int, depth: int) -> Dict[str, torch.Tensor]:
+    """'fancy' interpolation weights ``mu`` of the Vision-RWKV token mix (1 keeps the token
+    itself, 0 takes the shifted one), ``[1, 1, C]`` each, with x = i / C:
+    ``k: x^r10``, ``v: x^r10 + 0.3 r01``, ``r: x^(r10 / 2)``.
+
+    VRWKV6 uses the same numbers as ``maa = 1 - mu`` (its mix is ``x + (shift(x) - x) * maa``);
+    its extra inputs take ``x, w <- k`` and ``g <- r``.
+    """
+    r01, r10 = layer_ratios(layer_id, depth)
+    x = channel_positions(embed_dims)
+    return dict(k=x ** r10, v=x ** r10 + 0.3 * r01, r=x ** (0.5 * r10))
+
+
+def fancy_decay_and_bonus_v6(embed_dims: int, layer_id: int,
+                             depth: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """'fancy' VRWKV6 ``time_decay`` and ``time_faaaa`` (flat ``[C]``, float32), n = 0..C-1:
+    ``time_decay[n] = -6 + 5 (n / (C-1))^(0.7 + 1.3 r01)`` (a decay logit: the decay per token
+    is ``exp(-exp(w))``), ``time_faaaa[n] = r01 (1 - n / (C-1)) + 0.1 ((n + 1) mod 3 - 1)``."""
+    r01, _ = layer_ratios(layer_id, depth)
+    n = torch.arange(embed_dims, dtype=torch.float32)
+    ratio = n / max(embed_dims - 1, 1)
+    decay = -6 + 5 * ratio ** (0.7 + 1.3 * r01)
+    bonus = r01 * (1 - ratio) + 0.1 * ((n + 1) % 3 - 1)
+    return decay, bonus
