@@ -31,6 +31,23 @@ def digits(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope='session')
+def demo_case(digits, tmp_path_factory):
+    """``demo_case(task)``: config, initialised checkpoint, images and data options of the
+    cls / det / seg demo (tests/inference_helpers.py), made once per session and task."""
+    from inference_helpers import demo_case as make_case, make_shapes
+    work = str(tmp_path_factory.mktemp('demo_cases'))
+    cases = {}
+
+    def get(task):
+        if task not in cases:
+            if task != 'cls' and 'shapes' not in cases:
+                cases['shapes'] = make_shapes(osp.join(work, 'shapes'))
+            cases[task] = make_case(task, work, digits, cases.get('shapes'))
+        return cases[task]
+    return get
+
+
 @pytest.fixture(scope='module')
 def trainer():
     """tools/train.py as a module."""

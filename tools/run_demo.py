@@ -94,7 +94,7 @@ def run_demo(name: str, work_dir: str, epochs: Optional[int] = None) -> dict:
     ckpt = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
     out = osp.join(work_dir, 'final_metrics.json')
     subprocess.run([py, osp.join(ROOT, 'tools/test.py'), config, ckpt, '--work-dir', work_dir,
-                    '--out', out], check=True, cwd=ROOT)
+                    '--metrics-out', out], check=True, cwd=ROOT)
     metrics = json.load(open(out))
     for key, target in demo['targets'].items():
         value = metrics[key]

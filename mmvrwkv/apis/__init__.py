@@ -1,6 +1,9 @@
-"""Entry points for users of the upstream APIs: our models in mmpretrain's model hub."""
+"""Entry points for users of the upstream APIs: our models in mmpretrain's model hub, the
+task of a config and the display size of its pictures (demo/image_demo.py, tools/test.py)."""
 from .model_hub import (classification_metafiles, convert_official, load_official_checkpoint,
                         package_root, register_mmpretrain_models)
+from .tasks import MIN_DISPLAY_SIDE, TASK_SCOPES, config_task, display_scale
 
 __all__ = ['classification_metafiles', 'convert_official', 'load_official_checkpoint',
-           'package_root', 'register_mmpretrain_models']
+           'package_root', 'register_mmpretrain_models', 'MIN_DISPLAY_SIDE', 'TASK_SCOPES',
+           'config_task', 'display_scale']

@@ -237,7 +237,7 @@ def test_ddp_dist_train_and_test_cpu(tmp_path, digits):
 
     metrics = str(tmp_path / 'metrics.json')
     rc, out = run(['bash', osp.join(TOOLS, 'dist_test.sh'), CFG, osp.join(two, 'epoch_1.pth'),
-                   '2', '--work-dir', str(tmp_path / 'test'), '--out', metrics]
+                   '2', '--work-dir', str(tmp_path / 'test'), '--metrics-out', metrics]
                   + tiny_options(digits), base_env(PORT=free_port()), cwd=str(tmp_path))
     assert rc == 0, out[-3000:]
     with open(metrics) as f:

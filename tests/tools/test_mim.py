@@ -198,7 +198,7 @@ def test_mim_train_and_test_non_editable(installed, digits, tmp_path):
 
     metrics = str(tmp_path / 'metrics.json')
     rc, out = run(mim(py, 'test', 'mmvrwkv', CFG_FILE, '--checkpoint', ckpt, '--work-dir',
-                      str(tmp_path / 'test'), '--out', metrics) + tiny_options(digits),
+                      str(tmp_path / 'test'), '--metrics-out', metrics) + tiny_options(digits),
                   cwd=str(tmp_path))
     assert rc == 0, out[-3000:]
     assert f"{osp.join(pkg, '.mim', 'tools', 'test.py')} {cfg_used} {ckpt}" in out

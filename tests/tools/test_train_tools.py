@@ -150,7 +150,7 @@ def test_train_loss_decreases_then_test(trainer, evaluator, digits, tmp_path, cl
 
     out = str(tmp_path / 'metrics.json')
     metrics = evaluator.main([CFG, osp.join(work, 'epoch_8.pth'), '--work-dir',
-                              str(tmp_path / 'test'), '--out', out] + tiny_options(digits))
+                              str(tmp_path / 'test'), '--metrics-out', out] + tiny_options(digits))
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
     with open(out) as f:
         assert json.load(f)['accuracy/top1'] == pytest.approx(metrics['accuracy/top1'])

@@ -1,0 +1,79 @@
+"""Checkpoints and images of the three demo configs for the inference tests (image demo,
+tools/test.py --out / --show-dir, the README's Inference snippets).
+
+The checkpoints hold the initialised model of the unchanged demo config with the dataset's
+class names in ``meta['dataset_meta']``, as a Runner saves them; what these tests check is
+the path from checkpoint to prediction, not the accuracy (tools/run_demo.py trains)."""
+import importlib.util
+import os
+import os.path as osp
+from types import SimpleNamespace
+
+import torch
+
+from tool_helpers import CFG as CLS_CONFIG, ROOT
+
+DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_vrwkv-tiny-adapter_fpn_shapes.py')
+SEG_CONFIG = osp.join(ROOT, 'configs', 'demo', 'upernet_vrwkv-tiny-adapter_shapes.py')
+CONFIGS = {'cls': CLS_CONFIG, 'det': DET_CONFIG, 'seg': SEG_CONFIG}
+
+
+def make_shapes(out: str) -> str:
+    """The shapes dataset (2 train / 2 val images, 128 px) under ``out``."""
+    spec = importlib.util.spec_from_file_location(
+        '_make_shapes', osp.join(ROOT, 'tools', 'dataset_converters', 'make_shapes_dataset.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.generate(out, num_train=2, num_val=2, size=128, seed=0, quiet=True)
+    return out
+
+
+def save_initialised_checkpoint(config: str, path: str) -> str:
+    """Build the model of ``config`` in its scope, initialise it, save it with the class
+    names; returns ``path``."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
+
+    import mmvrwkv  # noqa: F401  (registers our modules)
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.default_scope)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    dataset = cfg.test_dataloader.dataset
+    classes = dataset.get('metainfo', {}).get('classes') or dataset.get('classes')
+    meta = dict(dataset_meta=dict(cfg.get('metainfo') or dict(classes=tuple(classes))))
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
+    return path
+
+
+def _files(folder: str) -> list:
+    return sorted(osp.join(folder, name) for name in os.listdir(folder))
+
+
+def _first(folder: str) -> str:
+    return _files(folder)[0]
+
+
+def demo_case(task: str, work: str, digits: str, shapes: str) -> SimpleNamespace:
+    """Config, checkpoint, test images and ``--cfg-options`` (data roots) of one demo."""
+    config = CONFIGS[task]
+    checkpoint = save_initialised_checkpoint(config, osp.join(work, f'{task}.pth'))
+    if task == 'cls':
+        images = [_first(osp.join(digits, 'val', label)) for label in ('0', '1')]
+        options = {'test_dataloader.dataset.data_root': digits,
+                   'test_dataloader.dataset.indices': 4,
+                   'test_dataloader.num_workers': 0,
+                   'test_dataloader.persistent_workers': False}
+    elif task == 'det':
+        root = osp.join(shapes, 'coco') + '/'
+        images = _files(osp.join(root, 'val'))
+        options = {'test_dataloader.dataset.data_root': root,
+                   'test_evaluator.ann_file': root + 'annotations/instances_val.json'}
+    else:
+        root = osp.join(shapes, 'ade')
+        images = _files(osp.join(root, 'images', 'validation'))
+        options = {'test_dataloader.dataset.data_root': root}
+    return SimpleNamespace(task=task, config=config, checkpoint=checkpoint, images=images,
+                           options=options)
