@@ -283,3 +283,47 @@ def test_gpu_check_steps_budget_summary_and_pack(tmp_path, monkeypatch, capsys):
     (tmp_path / 'few' / 'summary.txt').write_text('x\n')
     assert steps.main(['pack', '--max-files', '8']) == 0
     assert sorted(p.name for p in (tmp_path / 'few').iterdir()) == ['summary.txt']
+
+
+# ----------------------------------------------------------------------------- plot, threads
+
+def test_plot_draws_the_copy_baseline(bench, tmp_path, monkeypatch):
+    """CPU time plot: besides the backends, a black dotted line per batch size at the copy
+    times the rows carry (the baseline the x_copy column divides by)."""
+    pytest.importorskip('matplotlib')
+    figures = []
+    real_save = bench.bh.save_figure
+
+    def keep(fig, path, *args, **kwargs):
+        figures.append([(ln.get_label(), list(ln.get_xdata()), list(ln.get_ydata()))
+                        for ax in fig.axes for ln in ax.lines])
+        real_save(fig, path, *args, **kwargs)
+    monkeypatch.setattr(bench.bh, 'save_figure', keep)
+    js = tmp_path / 'b.json'
+    argv = TINY + ['--modes', 'fwd', '--json', str(js), '--plot', str(tmp_path / 'b.png')]
+    assert bench.main(argv) == 0
+    (lines, ) = figures
+    rows = json.loads(js.read_text())['rows']
+    copy = {r['T']: r['copy_ms'] for r in rows}
+    (baseline, ) = [ln for ln in lines if ln[0] == 'copy k, v B=1']
+    assert baseline[1] == [16, 24]
+    assert baseline[2] == pytest.approx([copy[16], copy[24]])
+    assert {ln[0] for ln in lines} >= {f'{b} B=1' for b in _backends(bench)}
+
+
+def test_script_sets_passive_openmp_wait(tmp_path):
+    """Run as a script, the tool makes waiting OpenMP threads sleep (spinning ones made the
+    2-thread 'torch' timings stall on a shared machine) unless the environment says otherwise,
+    and records the policy it ran with."""
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_WAIT_POLICY'}
+    for policy, expected in ((None, 'PASSIVE'), ('ACTIVE', 'ACTIVE')):
+        if policy:
+            env['OMP_WAIT_POLICY'] = policy
+        js = tmp_path / f'{expected}.json'
+        res = subprocess.run([os.sys.executable, SCRIPT] + TINY + ['--backends', 'torch',
+                                                                  '--modes', 'fwd', '--json',
+                                                                  str(js)],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert f'OMP_WAIT_POLICY={expected}' in res.stdout.splitlines()[0]
+        assert json.loads(js.read_text())['env']['omp_wait_policy'] == expected

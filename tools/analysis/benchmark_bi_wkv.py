@@ -30,6 +30,19 @@ defined there): CPU kernel forward >= 15x 'torch' and <= 4x the copy time (B*T*C
 and >= 50 % (fwd+bwd) of the copy bandwidth; with --check every max_rel_err within
 --check-tol.
 
+Threads: on the CPU, the 'torch' backend is ~40 small elementwise / cumsum ops per call, each
+a fork-join over torch's OpenMP threads, while the kernel is one parallel region. OpenMP's
+default lets idle threads spin at its barriers; on a machine whose cores other processes also
+use, the spinning master holds a core while its preempted worker waits for a scheduler slice,
+so every op can stall for milliseconds: with 2 threads on 2 shared cores the 'torch' backend
+took 100-400 ms per call at T = 196 (1-2 ms without the stalls) and its timings, and
+``vs_torch``, meant nothing. So this tool sets ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads
+sleep) unless the environment sets it; it takes effect only when the tool starts the process
+(python tools/analysis/benchmark_bi_wkv.py), not when torch was imported before. Passive
+waiting costs a thread wake-up (microseconds) per parallel region on a quiet machine; run with
+``OMP_WAIT_POLICY=ACTIVE`` to measure spinning workers there. The header line and the JSON
+(``env.omp_wait_policy``) say which policy a run used.
+
 Examples::
 
     python tools/analysis/benchmark_bi_wkv.py --quick
@@ -43,6 +56,10 @@ import math
 import os
 import sys
 import time
+
+# Set before torch (and with it OpenMP) loads; why: "Threads" in the module docstring.
+OMP_WAIT_POLICY = os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+_OMP_POLICY_APPLIED = 'torch' not in sys.modules  # too late when torch is already imported
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # the harness beside this file, also when loaded from its path
@@ -318,8 +335,25 @@ def format_table(rows, device, check, copy_gbps=None):
     return bh.format_table(columns(device, check, copy_gbps), rows, note=note, lead=6)
 
 
+def copy_baseline_points(rows, mode, C, B):
+    """(T, copy_ms) of the CPU copy baseline for one panel (mode, C) and batch B, by T."""
+    return sorted({r['T']: r['copy_ms'] for r in rows if r['mode'] == mode and r['C'] == C
+                   and r['B'] == B and r.get('copy_ms')}.items())
+
+
+def plot_copy_baseline(ax, rows, mode, C, Bs):
+    """The time to copy k and v, in black, one dotted line per batch size (CPU runs)."""
+    for i, B in enumerate(Bs):
+        pts = copy_baseline_points(rows, mode, C, B)
+        if pts:
+            ax.plot(*zip(*pts), color='k', linestyle=':', linewidth=1.0,
+                    marker=bh.MARKERS[i % len(bh.MARKERS)], markersize=3,
+                    label=f'copy k, v B={B}')
+
+
 def plot(rows, args, copy_gbps, path, env=None):
-    """Time (or GB/s) vs T: a panel per (mode, C), a line per (backend, B)."""
+    """Time (or GB/s) vs T: a panel per (mode, C), a line per (backend, B), and the
+    baseline: the copy time of k and v (CPU) or the copy bandwidth (CUDA) in black."""
     metric = args.plot_metric
     if metric == 'auto':
         metric = 'gbps' if args.device == 'cuda' else 'time'
@@ -343,6 +377,8 @@ def plot(rows, args, copy_gbps, path, env=None):
             if metric == 'gbps' and copy_gbps:
                 ax.axhline(copy_gbps, color='k', linewidth=0.8, linestyle=':',
                            label=f'copy {copy_gbps:.0f} GB/s')
+            if metric == 'time':
+                plot_copy_baseline(ax, ok, mode, C, args.B)
             bh.log_axis(ax, 'x', sorted({r['T'] for r in ok} or args.T))
             if ax.has_data():
                 bh.log_axis(ax, 'y')
@@ -360,6 +396,7 @@ def plot(rows, args, copy_gbps, path, env=None):
 def main(argv=None):
     args = parse_args(argv)
     env = bh.environment(args.device, args.dtype)
+    env['omp_wait_policy'] = OMP_WAIT_POLICY if _OMP_POLICY_APPLIED else 'set before torch loaded'
     copy_gbps = copy_bandwidth(args.copy_mib) if args.device == 'cuda' else None
     total = len(args.B) * len(args.C) * len(args.T) * len(args.backends) * len(args.modes)
     t0 = time.perf_counter()
@@ -369,7 +406,8 @@ def main(argv=None):
 
     print(f"# Bi-WKV benchmark: device={args.device} ({env['device_name']}), dtype={args.dtype}, "
           f"torch {env['torch']}, threads={env['threads']}, backends={args.backends}, "
-          f"warmup={args.warmup}, repeat={args.repeat} ({args.stat})")
+          f"warmup={args.warmup}, repeat={args.repeat} ({args.stat}), "
+          f"OMP_WAIT_POLICY={env['omp_wait_policy']}")
     if args.device == 'cpu':
         print("# baseline: copy = k.clone(); v.clone() per configuration; "
               "vs_torch = torch_time / time; x_copy = time / copy_time")
