@@ -132,9 +132,13 @@ def nvcc_threads(arch_list: str) -> int:
 #: CPU kernel; the CUDA kernels only in a CUDA build.
 CPU_SOURCES = (
     'kernels/bi_wkv.cpp', 'kernels/bi_wkv_cpu.cpp',
+    'kernels/bi_wkv6.cpp', 'kernels/bi_wkv6_cpu.cpp',
+    'kernels/token_shift.cpp', 'kernels/token_shift_cpu.cpp',
 )
 CUDA_SOURCES = (
     'kernels/bi_wkv_cuda.cu',
+    'kernels/bi_wkv6_cuda.cu',
+    'kernels/token_shift_cuda.cu',
 )
 
 

@@ -1,0 +1,86 @@
+// Host-side code shared by the Bi-WKV6 binding and its CPU / CUDA drivers: the input checks
+// every entry point runs (the Python front, mmvrwkv/ops/bi_wkv6, checks first with friendlier
+// messages; these keep direct torch.ops callers away from bad pointers), the Dims of a call,
+// and the A-typed decay arrays both drivers precompute.
+#pragma once
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/exp.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <vector>
+
+#include "bi_wkv6_core.h"
+
+namespace biwkv6 {
+
+inline void check_inputs(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& w, const at::Tensor& u, bool cuda) {
+  TORCH_CHECK(r.dim() == 3, "bi_wkv6: r must be [B, T, C], got ", r.sizes());
+  for (const auto* t : {&k, &v, &w})
+    TORCH_CHECK(t->sizes() == r.sizes(), "bi_wkv6: k, v and w must have r's shape ", r.sizes(),
+                ", got ", t->sizes());
+  TORCH_CHECK(k.scalar_type() == r.scalar_type() && v.scalar_type() == r.scalar_type(),
+              "bi_wkv6: k and v must have r's dtype");
+  TORCH_CHECK(u.dim() == 2 && u.size(0) * u.size(1) == r.size(2) && u.size(1) >= 1,
+              "bi_wkv6: u must be [H, N] with H * N = C = ", r.size(2), ", got ", u.sizes());
+  for (const auto* t : {&r, &k, &v, &w, &u}) {
+    TORCH_CHECK(at::isFloatingType(t->scalar_type()), "bi_wkv6: inputs must be floating point");
+    TORCH_CHECK(t->is_contiguous(), "bi_wkv6: inputs must be contiguous");
+    TORCH_CHECK(t->device() == r.device(), "bi_wkv6: all inputs must be on ", r.device());
+    TORCH_CHECK(t->is_cuda() == cuda, "bi_wkv6: wrong device for this kernel");
+  }
+  TORCH_CHECK(r.size(1) < (int64_t(1) << 31), "bi_wkv6: T must be < 2^31");
+}
+
+inline void check_grad(const at::Tensor& gy, const at::Tensor& r) {
+  TORCH_CHECK(gy.sizes() == r.sizes() && gy.scalar_type() == r.scalar_type() &&
+                  gy.device() == r.device() && gy.is_contiguous(),
+              "bi_wkv6: grad_y must match y (shape ", r.sizes(), ", dtype, device, contiguous)");
+}
+
+// Checkpoint spacing of the gradient pass: about sqrt(T), which minimises the per-row scratch
+// (nck + ck_len) * N.
+inline Dims make_dims(const at::Tensor& r, const at::Tensor& u) {
+  Dims d;
+  d.B = r.size(0);
+  d.T = r.size(1);
+  d.C = r.size(2);
+  d.H = (int)u.size(0);
+  d.N = (int)u.size(1);
+  d.ck_len = (int)std::max<int64_t>(1, (int64_t)std::ceil(std::sqrt((double)d.T)));
+  d.nck = (int)((d.T + d.ck_len - 1) / d.ck_len);
+  return d;
+}
+
+// Decays d = exp(-exp(w)) and ew = exp(w) in the math type (both [B, T, C]), u as A.
+struct Decays {
+  at::Tensor dec, ew, u;
+};
+
+inline Decays decays(const at::Tensor& w, const at::Tensor& u, at::ScalarType math) {
+  Decays out;
+  out.ew = at::exp(w.to(math)).contiguous();
+  out.dec = at::exp(-out.ew).contiguous();
+  out.u = u.to(math).contiguous();
+  return out;
+}
+
+at::Tensor bi_wkv6_forward_cpu(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& w, const at::Tensor& u);
+std::vector<at::Tensor> bi_wkv6_backward_cpu(const at::Tensor& r, const at::Tensor& k,
+                                             const at::Tensor& v, const at::Tensor& w,
+                                             const at::Tensor& u, const at::Tensor& gy);
+#if defined(BIWKV_WITH_CUDA) || defined(BIWKV_HOST_CUDA)
+at::Tensor bi_wkv6_forward_cuda(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& w, const at::Tensor& u);
+std::vector<at::Tensor> bi_wkv6_backward_cuda(const at::Tensor& r, const at::Tensor& k,
+                                              const at::Tensor& v, const at::Tensor& w,
+                                              const at::Tensor& u, const at::Tensor& gy);
+#endif
+
+}  // namespace biwkv6

@@ -1,0 +1,197 @@
+// Bi-WKV6 numerical core, shared by the CPU and the CUDA kernel (kernels/README.md, section
+// "Bi-WKV6", has the formula and the derivation of every recurrence used here).
+//
+// Per batch b and head h, key channel j, value channel i, decay d_t[j] = exp(-exp(w_t[j])):
+//   y_t[i] = sum_j r_t[j] (u[j] k_t[j] v_t[i] + S_t[j, i] + R_t[j, i])
+//   S_t = sum_{s<t} (prod_{s<m<t} d_m) k_s v_s^T,   S_{t+1} = diag(d_t) S_t + k_t v_t^T
+//   R_t = sum_{s>t} (prod_{t<m<s} d_m) k_s v_s^T,   R_{t-1} = diag(d_t) R_t + k_t v_t^T
+// Decay products are built by multiplying factors in [0, 1]: they never overflow, and no
+// difference of large numbers is ever taken, whatever w is.
+//
+// Two views of the [N, N] states, both free of communication between work items:
+//  - columns (column_item): value channels i in [i0, i1) of one (b, h), all key channels j.
+//    Computes y (and, with (r, k, v) -> (k, r, grad_y), the gradient of v). The CPU runs
+//    blocks of columns, the GPU one column per thread; both keep the (b, h) state block
+//    [N (j)][N (i)] row-major, so a warp's accesses are coalesced.
+//  - rows (row_item): one key channel j of one (b, h), all value channels: gradients of r, k,
+//    w and the per-row part of u's. The gradient of w needs the left state S_m and the
+//    right-to-left gradient state at the same token m; S is checkpointed every ck_len tokens
+//    and recomputed chunk by chunk inside the right-to-left pass (memory O(T / ck_len + ck_len)
+//    per row, no per-token states).
+// A is the math type (float, or double for double inputs), T the storage type of r, k, v,
+// grad_y (float, double, at::Half, at::BFloat16); decays, exp(w) and u are A arrays.
+#pragma once
+#include <stdint.h>
+
+#if defined(__CUDACC__)
+#define BIWKV6_HD __host__ __device__ __forceinline__
+#else
+#define BIWKV6_HD inline
+#endif
+
+namespace biwkv6 {
+
+using i64 = int64_t;
+
+// Sizes of one call: r, k, v, w, y are [B, T, C] (C = H * N, contiguous); u is [H, N].
+// The gradient pass checkpoints the left states every ck_len tokens (nck checkpoints).
+struct Dims {
+  i64 B, T, C;
+  int H, N;
+  int ck_len, nck;
+};
+
+// Offset of channel 0 of head h at token t of batch b in a [B, T, C] tensor.
+BIWKV6_HD i64 token_offset(const Dims& d, i64 b, i64 t, int h) {
+  return (b * d.T + t) * d.C + (i64)h * d.N;
+}
+
+template <class A, class T> BIWKV6_HD A load(const T* p) { return static_cast<A>(*p); }
+
+// sum_i x[i] * y[i] over N values, in eight interleaved partial sums (a fixed order, which
+// the compiler may keep in vector registers without reassociating anything).
+template <class A, class X, class Y> BIWKV6_HD A dot(const X* x, const Y* y, int N) {
+  A part[8] = {A(0), A(0), A(0), A(0), A(0), A(0), A(0), A(0)};
+  int i = 0;
+  for (; i + 8 <= N; i += 8)
+    for (int l = 0; l < 8; ++l) part[l] += load<A>(x + i + l) * load<A>(y + i + l);
+  for (int l = 0; i < N; ++i, ++l) part[l] += load<A>(x + i) * load<A>(y + i);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+// ---- column view ------------------------------------------------------------------------
+
+// acc_t[i] = (sum_j q_t[j] u[j] p_t[j]) x_t[i] for every token: the bonus term, which
+// initialises the accumulator.
+template <class A, class T>
+BIWKV6_HD void column_bonus(const Dims& d, i64 b, int h, int i0, int i1, const T* q, const T* p,
+                            const T* x, const A* u, A* acc) {
+  const A* uh = u + (i64)h * d.N;
+  for (i64 t = 0; t < d.T; ++t) {
+    const i64 o = token_offset(d, b, t, h);
+    A a = A(0);
+    for (int j = 0; j < d.N; ++j) a += load<A>(q + o + j) * uh[j] * load<A>(p + o + j);
+    for (int i = i0; i < i1; ++i) acc[o + i] = a * load<A>(x + o + i);
+  }
+}
+
+// One scan direction: in scan order, acc_t[i] += sum_j q_t[j] S[j, i], then
+// S[j, i] = dec_t[j] S[j, i] + p_t[j] x_t[i]; only columns [i0, i1) of S (zeroed first).
+template <class A, class T>
+BIWKV6_HD void column_scan(const Dims& d, i64 b, int h, int i0, int i1, bool reverse,
+                           const T* q, const T* p, const T* x, const A* dec, A* S, A* acc) {
+  for (int j = 0; j < d.N; ++j)
+    for (int i = i0; i < i1; ++i) S[(i64)j * d.N + i] = A(0);
+  for (i64 n = 0; n < d.T; ++n) {
+    const i64 t = reverse ? d.T - 1 - n : n;
+    const i64 o = token_offset(d, b, t, h);
+    A* out = acc + o;
+    for (int j = 0; j < d.N; ++j) {
+      const A qj = load<A>(q + o + j), pj = load<A>(p + o + j), dj = dec[o + j];
+      A* Sj = S + (i64)j * d.N;
+      for (int i = i0; i < i1; ++i) {
+        out[i] += qj * Sj[i];
+        Sj[i] = dj * Sj[i] + pj * load<A>(x + o + i);
+      }
+    }
+  }
+}
+
+// The bidirectional sum for columns [i0, i1) of (b, h): acc = y of the formula for
+// (q, p, x) = (r, k, v); the gradient of v for (q, p, x) = (k, r, grad_y). S: the (b, h)
+// state block [N][N] (columns outside [i0, i1) untouched).
+template <class A, class T>
+BIWKV6_HD void column_item(const Dims& d, i64 b, int h, int i0, int i1, const T* q, const T* p,
+                           const T* x, const A* dec, const A* u, A* S, A* acc) {
+  column_bonus<A, T>(d, b, h, i0, i1, q, p, x, u, acc);
+  column_scan<A, T>(d, b, h, i0, i1, false, q, p, x, dec, S, acc);
+  column_scan<A, T>(d, b, h, i0, i1, true, q, p, x, dec, S, acc);
+}
+
+// ---- row view (gradients of r, k, w, u) ----------------------------------------------------
+
+// Scratch of one row, in A values: 2 N (running states) + 2 nck N (checkpoints of S and GR)
+// + 2 ck_len N (their recomputation inside one chunk).
+BIWKV6_HD i64 row_scratch_len(const Dims& d) {
+  return (i64)d.N * (2 + 2 * (i64)d.nck + 2 * (i64)d.ck_len);
+}
+
+// y_i = a * y_i + c * x_i for one row of N values.
+template <class A, class T> BIWKV6_HD void decay_add(A* y, A a, A c, const T* x, int N) {
+  for (int i = 0; i < N; ++i) y[i] = a * y[i] + c * load<A>(x + i);
+}
+
+template <class A> BIWKV6_HD void copy_row(A* dst, const A* src, int N) {
+  for (int i = 0; i < N; ++i) dst[i] = src[i];
+}
+
+// Row j of (b, h). With the left states S_t (k v, as above) and GR_t = sum_{s<t} P(s, t) r_s g_s^T
+// and the right states R_t and GL_t = sum_{s>t} P(t, s) r_s g_s^T (g = grad_y, rows j only):
+//   gr_t[j] = g_t . (S_t + R_t) + u_j k_t[j] (v_t . g_t)
+//   gk_t[j] = v_t . (GR_t + GL_t) + u_j r_t[j] (v_t . g_t)
+//   gw_t[j] = -exp(w_t[j]) d_t[j] (S_t . GL_t + R_t . GR_t)
+// Returns this row's part of gu[h, j] = sum_t r_t[j] k_t[j] (v_t . g_t). gr, gk, gw: A
+// arrays [B, T, C] (only channel h * N + j of each token is written).
+template <class A, class T>
+BIWKV6_HD A row_item(const Dims& d, i64 b, int h, int j, const T* r, const T* k, const T* v,
+                     const T* g, const A* dec, const A* ew, const A* u, A* scratch, A* gr,
+                     A* gk, A* gw) {
+  const int N = d.N, L = d.ck_len;
+  A* S = scratch;                   // left states, then right states
+  A* G = S + N;
+  A* ckS = G + N;                   // [nck][N]
+  A* ckG = ckS + (i64)d.nck * N;
+  A* bufS = ckG + (i64)d.nck * N;   // [L][N]
+  A* bufG = bufS + (i64)L * N;
+  for (int i = 0; i < N; ++i) S[i] = G[i] = A(0);
+  // left-to-right: checkpoints, g . S and v . GR
+  for (i64 t = 0; t < d.T; ++t) {
+    const i64 o = token_offset(d, b, t, h);
+    if (t % L == 0) {
+      copy_row(ckS + (t / L) * N, S, N);
+      copy_row(ckG + (t / L) * N, G, N);
+    }
+    gr[o + j] = dot<A>(g + o, S, N);
+    gk[o + j] = dot<A>(v + o, G, N);
+    const A dj = dec[o + j];
+    decay_add(S, dj, load<A>(k + o + j), v + o, N);
+    decay_add(G, dj, load<A>(r + o + j), g + o, N);
+  }
+  // right-to-left, one checkpoint chunk at a time: recompute S, GR of the chunk, then walk it
+  A* R = S;
+  A* GL = G;
+  for (int i = 0; i < N; ++i) R[i] = GL[i] = A(0);
+  const A uj = u[(i64)h * N + j];
+  A gu = A(0);
+  for (int c = d.nck - 1; c >= 0; --c) {
+    const i64 t0 = (i64)c * L;
+    const i64 t1 = t0 + L < d.T ? t0 + L : d.T;
+    copy_row(bufS, ckS + (i64)c * N, N);
+    copy_row(bufG, ckG + (i64)c * N, N);
+    for (i64 t = t0; t + 1 < t1; ++t) {
+      const i64 o = token_offset(d, b, t, h);
+      A* nS = bufS + (t - t0 + 1) * N;
+      A* nG = bufG + (t - t0 + 1) * N;
+      copy_row(nS, nS - N, N);
+      copy_row(nG, nG - N, N);
+      decay_add(nS, dec[o + j], load<A>(k + o + j), v + o, N);
+      decay_add(nG, dec[o + j], load<A>(r + o + j), g + o, N);
+    }
+    for (i64 t = t1 - 1; t >= t0; --t) {
+      const i64 o = token_offset(d, b, t, h);
+      const A* St = bufS + (t - t0) * N;
+      const A* GRt = bufG + (t - t0) * N;
+      const A rj = load<A>(r + o + j), kj = load<A>(k + o + j), dj = dec[o + j];
+      const A vg = dot<A>(v + o, g + o, N);
+      gr[o + j] += dot<A>(g + o, R, N) + uj * kj * vg;
+      gk[o + j] += dot<A>(v + o, GL, N) + uj * rj * vg;
+      gw[o + j] = -ew[o + j] * dj * (dot<A>(St, GL, N) + dot<A>(R, GRt, N));
+      gu += rj * kj * vg;
+      decay_add(R, dj, kj, v + o, N);
+      decay_add(GL, dj, rj, g + o, N);
+    }
+  }
+  return gu;
+}
+
+}  // namespace biwkv6
