@@ -3,8 +3,10 @@
 
 Official checkpoints (HuggingFace ``OpenGVLab/Vision-RWKV``) come in two flavours:
 
-* mmcls 0.25 (VRWKV-T/S/B, ``vrwkv_{t,s,b}_in1k_224.pth``): ``{'state_dict': {...}}`` with
-  ``backbone.*`` and ``head.fc.*`` keys -- already the mmpretrain names;
+* mmcls 0.25 (VRWKV-T/S/B, ``vrwkv_{t,s,b}_in1k_224.pth``, and VRWKV6-T/S/B,
+  ``vrwkv6_{t,s,b}_in1k_224.pth``): ``{'state_dict': {...}}`` with ``backbone.*`` and
+  ``head.fc.*`` keys -- already the mmpretrain names (mmvrwkv's VRWKV6 keeps the official
+  v6 parameter names ``att.time_maa_*``, ``att.time_decay*``, ``att.time_faaaa``, ``att.ln_x``);
 * InternImage/timm codebase (VRWKV-L, ``vrwkv_l_in22k_192.pth``,
   ``vrwkv_l_22kto1k_384.pth``): ``{'model': {...}}`` (optionally also ``'model_ema'``) with
   ``backbone.*`` keys and an ``nn.Sequential`` MLP head ``head.0`` (Linear 1024->3072),
@@ -14,16 +16,18 @@ Both are accepted, wrapped in ``state_dict`` / ``model`` / ``module`` (possibly 
 with keys possibly prefixed ``module.`` (DDP) and with or without ``backbone.``. Keys are
 mapped to an mmpretrain ``ImageClassifier``:
 
-* ``backbone.*`` kept; bare backbone keys (``patch_embed.*``, ``pos_embed``, ``layers.*``,
-  ``ln1.*``) get ``backbone.``;
+* ``backbone.*`` kept; bare backbone keys (``patch_embed.*``, ``pos_embed``, ``cls_token``,
+  ``layers.*``, ``ln1.*``) get ``backbone.``;
 * ``head.fc.*`` kept (``LinearClsHead``); a bare linear ``head.{weight,bias}`` becomes
   ``head.fc.*``;
 * ``head.0.*`` -> ``head.layers.pre_logits.*`` and ``head.2.*`` -> ``head.layers.head.*``
   (mmpretrain ``VisionTransformerClsHead`` with ``hidden_dim``, as in the VRWKV-L config).
 
 The result is compared, key by key and shape by shape, with the model built from a config
-(``--config``, or ``--arch``, which picks the matching ``configs/vrwkv`` config; without
-either, the arch is inferred from the embedding width). A checkpoint
+(``--config``, or ``--arch``, which picks the matching config of the checkpoint's family:
+``configs/vrwkv`` for VRWKV, ``configs/vrwkv6`` for VRWKV6, the family being told by the
+keys (``att.time_maa_x`` only exists in VRWKV6); without either, the arch is inferred from
+the embedding width). A checkpoint
 that would leave parameters of that model uninitialised (missing keys, shape mismatches) is
 refused unless ``--allow-missing``; unexpected keys are reported and dropped (refused with
 ``--strict``). The output ``{'state_dict': ..., 'meta': {...}}`` loads with ``strict=True``
@@ -36,6 +40,8 @@ Examples::
         vrwkv-tiny_in1k_mmvrwkv.pth --arch tiny
     python tools/model_converters/vrwkv2mmvrwkv.py vrwkv_l_in22k_192.pth \\
         vrwkv-large_in22k-192px_mmvrwkv.pth --arch large --num-classes 21841
+    python tools/model_converters/vrwkv2mmvrwkv.py vrwkv6_t_in1k_224.pth \\
+        vrwkv6-tiny_in1k_mmvrwkv.pth --config configs/vrwkv6/vrwkv6-tiny_8xb128_in1k.py
 
 Exit status: 0 written, 1 refused or failed (the reason on stderr), 2 bad arguments.
 """
@@ -54,8 +60,8 @@ from mmvrwkv.engine.checkpoint import (CheckpointError, UnsafeCheckpointError, a
                                        short_list)
 from mmvrwkv.models.checkpoint_utils import EMA_KEYS, find_state_dict
 
-#: First name component of the keys of a bare VRWKV backbone state dict.
-BACKBONE_ROOTS = frozenset(['patch_embed', 'pos_embed', 'layers', 'ln1'])
+#: First name component of the keys of a bare VRWKV / VRWKV6 backbone state dict.
+BACKBONE_ROOTS = frozenset(['patch_embed', 'pos_embed', 'cls_token', 'layers', 'ln1'])
 #: ``--arch`` -> config in ``configs/vrwkv``.
 ARCH_CONFIGS = {
     'tiny': 'vrwkv-tiny_8xb128_in1k.py',
@@ -63,6 +69,16 @@ ARCH_CONFIGS = {
     'base': 'vrwkv-base_16xb64_in1k.py',
     'large': 'vrwkv-large_in21k-pre_8xb128_in1k-384px.py',
 }
+#: ``--arch`` -> config in ``configs/vrwkv6`` (the family has no large model).
+ARCH_CONFIGS_V6 = {
+    'tiny': 'vrwkv6-tiny_8xb128_in1k.py',
+    'small': 'vrwkv6-small_8xb128_in1k.py',
+    'base': 'vrwkv6-base_16xb64_in1k.py',
+}
+#: Backbone family -> (config folder, ``--arch`` configs).
+FAMILIES = {'vrwkv': ('vrwkv', ARCH_CONFIGS), 'vrwkv6': ('vrwkv6', ARCH_CONFIGS_V6)}
+#: A key (after mapping) ending so exists only in VRWKV6 checkpoints.
+V6_MARKER = '.att.time_maa_x'
 #: Lists in the report are cut after this many entries.
 MAX_LISTED = 40
 
@@ -151,12 +167,24 @@ def convert_state_dict(src: Mapping[str, object]) -> Tuple['OrderedDict[str, tor
 # --------------------------------------------------------------------------------------
 # reference model
 
-def find_config(arch: str) -> str:
-    """Path of the configs/vrwkv config of ``arch`` (source tree or installed package)."""
-    name = ARCH_CONFIGS[arch]
+def infer_family(converted: Mapping[str, torch.Tensor]) -> str:
+    """'vrwkv6' when the checkpoint has VRWKV6 spatial mixers (``att.time_maa_x``), else
+    'vrwkv'."""
+    return 'vrwkv6' if any(k.endswith(V6_MARKER) for k in converted) else 'vrwkv'
+
+
+def find_config(arch: str, family: str = 'vrwkv') -> str:
+    """Path of the ``configs/<family>`` config of ``arch`` (source tree or installed
+    package)."""
+    folder, configs = FAMILIES[family]
+    if arch not in configs:
+        raise ConversionError(f'the {family.upper()} family has no {arch!r} model '
+                              f'(--arch {" | ".join(configs)} for a {family.upper()} '
+                              'checkpoint); use --config')
+    name = configs[arch]
     here = osp.dirname(osp.abspath(__file__))
-    candidates = [osp.join(here, '..', '..', 'configs', 'vrwkv', name)]
-    candidates.append(osp.join(osp.dirname(mmvrwkv.__file__), '.mim', 'configs', 'vrwkv', name))
+    candidates = [osp.join(here, '..', '..', 'configs', folder, name)]
+    candidates.append(osp.join(osp.dirname(mmvrwkv.__file__), '.mim', 'configs', folder, name))
     for cand in candidates:
         if osp.isfile(cand):
             return osp.normpath(cand)
@@ -207,7 +235,8 @@ def _reference_shapes_cached(config: str, mtime: float, num_classes: Optional[in
 
 
 def infer_arch(converted: Mapping[str, torch.Tensor]) -> str:
-    """--arch from the patch-embedding width C (192 / 384 / 768 / 1024)."""
+    """--arch from the patch-embedding width C (192 / 384 / 768 / 1024; for a VRWKV6
+    checkpoint :func:`find_config` then refuses 1024, which that family does not have)."""
     widths = {192: 'tiny', 384: 'small', 768: 'base', 1024: 'large'}
     weight = converted.get('backbone.patch_embed.projection.weight')
     if weight is None or weight.ndim != 4 or int(weight.shape[0]) not in widths:
@@ -251,7 +280,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ref = parser.add_mutually_exclusive_group()
     ref.add_argument('--arch', choices=sorted(ARCH_CONFIGS),
                      help='compare with the model of configs/vrwkv/' + ' | '.join(
-                         f'{a}: {c}' for a, c in ARCH_CONFIGS.items()))
+                         f'{a}: {c}' for a, c in ARCH_CONFIGS.items())
+                     + ' (of configs/vrwkv6/' + ' | '.join(
+                         f'{a}: {c}' for a, c in ARCH_CONFIGS_V6.items())
+                     + ' for a VRWKV6 checkpoint)')
     ref.add_argument('--config', help='compare with the model of this config (without '
                      '--arch or --config the arch is inferred from the embedding width)')
     parser.add_argument('--num-classes', type=int, default=None,
@@ -289,10 +321,13 @@ def run(args: argparse.Namespace) -> None:
         print('note: the checkpoint also holds EMA weights; --ema converts those instead')
 
     converted, non_tensors = convert_state_dict(src_sd)
-    if not args.config and not args.arch:
-        args.arch = infer_arch(converted)
-        print(f'inferred --arch {args.arch} from the embedding width')
-    config = args.config if args.config else find_config(args.arch)
+    if not args.config:
+        family = infer_family(converted)
+        print(f'backbone family: {family.upper()} (from the spatial-mixer keys)')
+        if not args.arch:
+            args.arch = infer_arch(converted)
+            print(f'inferred --arch {args.arch} from the embedding width')
+    config = args.config if args.config else find_config(args.arch, family)
     reference = reference_shapes(config, args.num_classes, args.img_size)
     missing, unexpected, mismatched = compare_state_dict(converted, reference)
 
