@@ -11,10 +11,10 @@ CFG = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', 'vrwkv-tiny*digits.py')
 CFG_NAME = osp.splitext(osp.basename(CFG))[0]
 
 
-def load_tool(name):
-    """tools/<name>.py as a module (tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f'_mmvrwkv_tool_{name.replace("/", "_")}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
+def load_tool(name, folder='tools'):
+    """<folder>/<name>.py as a module (tools and demos are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f'_mmvrwkv_{folder}_{name.replace("/", "_")}', osp.join(ROOT, folder, f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
