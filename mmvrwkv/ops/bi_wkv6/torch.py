@@ -57,6 +57,8 @@ def bi_wkv6_torch(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Te
     """Bidirectional WKV6 for r, k, v, w ``[B, T, C]``, u ``[H, N]``; ``[B, T, C]`` in r's dtype."""
     B, T, C = k.shape
     H, N = u.shape
+    if k.numel() == 0:  # keep the (empty) result connected to the inputs for autograd
+        return r * 0 + k * 0 + v * 0 + w.to(r.dtype) * 0 + u.sum().to(r.dtype) * 0
     dtype = torch.float64 if r.dtype == torch.float64 else torch.float32
     r4, k4, v4 = (x.to(dtype).reshape(B, T, H, N) for x in (r, k, v))
     ld = -torch.exp(w.to(dtype)).reshape(B, T, H, N)

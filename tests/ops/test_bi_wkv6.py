@@ -1,0 +1,375 @@
+"""Tests of the bidirectional WKV6 op (formula in mmvrwkv/ops/bi_wkv6/reference.py): every
+backend against the float64 O(T^2) reference (values and the gradients of r, k, v, w, u),
+gradcheck, lengths 1 / 257 / 1025 / 16384, odd and full-size heads, the variants that decay by
+the end tokens, extreme values, input checks, torch.compile, jit.trace, CUDA.
+
+Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6_cpu.cpp running the core
+kernels/bi_wkv6_core.h: column view for y and grad v, row view with checkpoints every ~sqrt(T)
+tokens for grad r, k, w, u). 'torch': the chunked PyTorch path (chunks of 32 tokens; T = 257
+and 1025 cross several chunks). 'reference': the float64 pair sum. 'cuda' (marked `cuda`):
+the CUDA driver of the same core.
+
+Error measure (tests/ops/op_testing.py): ``max|x - ref| / max(max|ref|, floor)``; no floor
+for outputs, ``GRAD_FLOOR`` for gradients.
+"""
+import functools
+
+import pytest
+import torch
+
+from mmvrwkv.ops import bi_wkv6, bi_wkv6_reference
+from mmvrwkv.ops.bi_wkv6 import available_backends
+from mmvrwkv.ops.bi_wkv6.compiled import compiled_available
+
+from op_testing import assert_errors, errors, forward_backward, rel_err  # noqa: E402
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    HAVE_HYPOTHESIS = True
+except ImportError:  # pragma: no cover
+    HAVE_HYPOTHESIS = False
+
+F32, F64 = torch.float32, torch.float64
+#: The issue's targets for fp32 (forward 1e-5, gradients 1e-4); fp64 near round-off.
+TOL = {F32: {'y': 1e-5, 'gr': 1e-4, 'gk': 1e-4, 'gv': 1e-4, 'gw': 1e-4, 'gu': 1e-4},
+       F64: 1e-10}
+NAMES = ('gr', 'gk', 'gv', 'gw', 'gu')
+
+needs_compiled = pytest.mark.skipif(not compiled_available(),
+                                    reason='mmvrwkv._ext with the bi_wkv6 kernels not built')
+BACKENDS = [pytest.param('cpu', marks=needs_compiled), 'torch']
+
+
+def make_inputs(B, T, H, N, dtype=F32, seed=0, w_range=(-3.0, 1.0), scale=1.0, device='cpu'):
+    """r, k, v, w [B, T, H*N], u [H, N], grad_y [B, T, H*N]; w uniform in w_range."""
+    g = torch.Generator().manual_seed(seed)
+    C = H * N
+    r, k, v, gy = (scale * torch.randn(B, T, C, generator=g, dtype=F64) for _ in range(4))
+    lo, hi = w_range
+    w = lo + (hi - lo) * torch.rand(B, T, C, generator=g, dtype=F64)
+    u = torch.randn(H, N, generator=g, dtype=F64)
+    return tuple(x.to(device=device, dtype=dtype) for x in (r, k, v, w, u, gy))
+
+
+@functools.lru_cache(maxsize=None)
+def reference_case(B, T, H, N, seed=0, w_range=(-3.0, 1.0), scale=1.0):
+    """float64 inputs and the reference's y and five gradients (cached across tests)."""
+    *xs, gy = make_inputs(B, T, H, N, F64, seed, w_range, scale)
+    y, grads = forward_backward(bi_wkv6_reference, *xs, grad=gy)
+    return xs, gy, y, grads
+
+
+def check_backend(backend, B, T, H, N, dtype, seed=0, w_range=(-3.0, 1.0), scale=1.0, tol=None):
+    xs, gy, y_ref, g_ref = reference_case(B, T, H, N, seed, w_range, scale)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend=backend),
+                                *(x.to(dtype) for x in xs), grad=gy.to(dtype))
+    assert y.dtype == dtype and y.shape == (B, T, H * N)
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), tol or TOL[dtype],
+                  f'{backend} B={B} T={T} H={H} N={N} {dtype}')
+
+
+# --------------------------------------------------------------------------------------
+# 1. the reference itself: an independent pair-by-pair product, and the wrong variants
+# --------------------------------------------------------------------------------------
+
+
+def brute_force(r, k, v, w, u, between):
+    """The formula with explicit products over the tokens m that ``between(s, t)`` lists."""
+    B, T, C = k.shape
+    H, N = u.shape
+    d = torch.exp(-torch.exp(w.double()))
+    y = torch.zeros(B, T, C, dtype=F64)
+    for b in range(B):
+        for t in range(T):
+            for s in range(T):
+                if s == t:
+                    weight = u.double().reshape(C)
+                else:
+                    ms = list(between(s, t))
+                    weight = d[b, ms].prod(0) if ms else torch.ones(C, dtype=F64)
+                a = (r[b, t] * weight * k[b, s]).reshape(H, N).sum(-1)        # [H]
+                y[b, t] += (a[:, None] * v[b, s].reshape(H, N)).reshape(C)
+    return y
+
+
+def strictly_between(s, t):
+    return range(min(s, t) + 1, max(s, t))
+
+
+def with_source_end(s, t):
+    """The wrong variant prod_{s <= m < t} (s < t) and its mirror: the source token decays."""
+    return range(s, t) if s < t else range(t + 1, s + 1)
+
+
+def with_target_end(s, t):
+    """The wrong variant prod_{s < m <= t} (s < t) and its mirror: the target token decays."""
+    return range(s + 1, t + 1) if s < t else range(t, s)
+
+
+def test_reference_is_the_strictly_between_product():
+    """Path: reference vs. explicit products."""
+    r, k, v, w, u, _ = make_inputs(2, 9, 2, 3, F64, seed=3)
+    torch.testing.assert_close(bi_wkv6_reference(r, k, v, w, u),
+                               brute_force(r, k, v, w, u, strictly_between), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('backend', [pytest.param('cpu', marks=needs_compiled), 'torch', 'reference'])
+def test_end_token_decay_variants_differ(backend):
+    """Paths: every backend. The op matches the strictly-between product and differs clearly
+    from the two variants that also apply the decay of an end token (s <= m < t, s < m <= t)."""
+    r, k, v, w, u, _ = make_inputs(1, 12, 2, 4, F64, seed=5, w_range=(-1.5, 0.5))
+    y = bi_wkv6(r, k, v, w, u, backend=backend)
+    assert rel_err(y, brute_force(r, k, v, w, u, strictly_between)) < 1e-10
+    for wrong in (with_source_end, with_target_end):
+        assert rel_err(y, brute_force(r, k, v, w, u, wrong)) > 0.05, wrong.__name__
+
+
+# --------------------------------------------------------------------------------------
+# 2. backends against the reference
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
+@pytest.mark.parametrize('B,T,H,N', [
+    (2, 37, 2, 3),    # odd N, two heads, several torch chunks
+    (1, 1, 1, 5),     # T = 1: only the bonus
+    (1, 257, 1, 5),   # T = 257 (the original kernel's limit + 1), odd N
+    (1, 70, 1, 64),   # N = 64 of the released models
+    (2, 20, 3, 1),    # N = 1
+], ids=['odd_n', 't1', 't257', 'n64', 'n1'])
+def test_backend_matches_reference(backend, dtype, B, T, H, N):
+    """Paths: 'cpu' compiled kernel / 'torch' chunked path, values and the five gradients."""
+    check_backend(backend, B, T, H, N, dtype)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_backend_matches_reference_t1025(backend):
+    """Paths: 'cpu' (32 checkpoint chunks of 33 tokens, the last one partial) / 'torch'
+    (33 chunks of 32): T = 1025 in fp32 with slow decays, so pairs far apart still count."""
+    check_backend(backend, 1, 1025, 1, 3, F32, w_range=(-8.0, -2.0))
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_extreme_values(backend):
+    """Paths: 'cpu' / 'torch'. w over [-8, 4] (decays from 1 - 3e-4 to 2e-24) and
+    |r| = |k| = |v| = 10: finite and within the fp32 targets."""
+    *xs, gy = make_inputs(1, 96, 2, 8, F64, seed=11, w_range=(-8.0, 4.0))
+    r, k, v = (10 * torch.sign(x) for x in xs[:3])
+    xs = (r, k, v, xs[3], xs[4])
+    y_ref, g_ref = forward_backward(bi_wkv6_reference, *xs, grad=gy)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend=backend),
+                                *(x.float() for x in xs), grad=gy.float())
+    assert torch.isfinite(y).all() and all(torch.isfinite(g).all() for g in grads)
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), TOL[F32], f'{backend} extreme')
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_gradcheck_float64(backend):
+    """Paths: 'cpu' custom backward / 'torch' autograd, torch.autograd.gradcheck in float64."""
+    *xs, _ = make_inputs(2, 6, 2, 2, F64, seed=2)
+    xs = [x.requires_grad_(True) for x in xs]
+    assert torch.autograd.gradcheck(lambda *a: bi_wkv6(*a, backend=backend), xs, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_empty_inputs(backend):
+    """Paths: 'cpu' / 'torch' with T = 0: empty y, zero gradient for u."""
+    r, k, v, w, u, gy = make_inputs(2, 0, 2, 3)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend=backend), r, k, v, w, u, grad=gy)
+    assert y.shape == (2, 0, 6)
+    assert grads[4].shape == (2, 3) and not grads[4].any()
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
+def test_low_precision_inputs(backend, dtype):
+    """Paths: 'cpu' (fp32 math on fp16/bf16 storage) / 'torch' (fp32 math): y in the inputs'
+    dtype, close to the reference of the rounded inputs; w and u may stay fp32."""
+    r, k, v, w, u, gy = make_inputs(1, 40, 2, 4)
+    r, k, v = (x.to(dtype) for x in (r, k, v))
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend=backend), r, k, v, w, u,
+                                grad=gy.to(dtype))
+    assert y.dtype == dtype and grads[0].dtype == dtype and grads[3].dtype == F32
+    assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < 2e-2
+
+
+if HAVE_HYPOTHESIS:
+
+    @pytest.mark.parametrize('backend', BACKENDS)
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(B=st.integers(1, 2), T=st.integers(1, 70), H=st.integers(1, 2), N=st.integers(1, 6),
+           seed=st.integers(0, 2**16))
+    def test_hypothesis_sweep(backend, B, T, H, N, seed):
+        """Paths: 'cpu' / 'torch' in float64 on random sizes (T crosses torch chunks and
+        cpu checkpoint chunks)."""
+        check_backend(backend, B, T, H, N, F64, seed=seed)
+
+
+# --------------------------------------------------------------------------------------
+# 3. the issue target: a 2048^2 image at patch 16 on the CPU
+# --------------------------------------------------------------------------------------
+
+
+@needs_compiled
+def test_cpu_t16384_forward_backward():
+    """Path: 'cpu' kernel, T = 16384, B = 1, C = 192 (3 heads of 64), forward and backward:
+    finite, and matching the op on a shorter sequence where decays cut the dependence."""
+    r, k, v, w, u, gy = make_inputs(1, 16384, 3, 64, seed=1, w_range=(-8.0, 4.0))
+    # one token of near-zero decay (d = e^{-e^5} ~ 1e-64 -> 0 in fp32) at 200 separates the
+    # first 200 tokens' outputs from everything after token 200
+    w[:, 200] = 5.0
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='cpu'), r, k, v, w, u, grad=gy)
+    assert all(torch.isfinite(x).all() for x in (y,) + grads)
+    head = bi_wkv6_reference(*(x[:, :201] for x in (r, k, v, w)), u)
+    assert rel_err(y[:, :200], head[:, :200]) < 1e-5
+
+
+# --------------------------------------------------------------------------------------
+# 4. input checks and backend choice
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('change,exc,match', [
+    (lambda a: {**a, 'r': a['r'][0]}, ValueError, r'r must have shape \[B, T, C\]'),
+    (lambda a: {**a, 'k': a['k'][:, :-1]}, ValueError, 'k must have the shape of r'),
+    (lambda a: {**a, 'w': a['w'][..., :-1]}, ValueError, 'w must have the shape of r'),
+    (lambda a: {**a, 'u': a['u'].reshape(-1)}, ValueError, r'u must have shape \[H, N\]'),
+    (lambda a: {**a, 'u': a['u'][:, :-1]}, ValueError, 'H \\* N = C = 6'),
+    (lambda a: {**a, 'v': a['v'].double()}, TypeError, 'v must have the dtype of r'),
+    (lambda a: {**a, 'k': a['k'].int()}, TypeError, 'k must be a floating-point tensor'),
+    (lambda a: {**a, 'u': [1.0]}, TypeError, 'u must be a torch.Tensor'),
+    (lambda a: {**a, 'w': a['w'].to('meta')}, ValueError, 'w is on meta but r is on cpu'),
+])
+def test_bad_inputs_raise(change, exc, match):
+    """Path: the front's checks (before any backend)."""
+    r, k, v, w, u, _ = make_inputs(1, 4, 2, 3)
+    args = change(dict(r=r, k=k, v=v, w=w, u=u))
+    with pytest.raises(exc, match=match):
+        bi_wkv6(**args)
+
+
+def test_bad_backend_raises():
+    """Path: backend resolution."""
+    r, k, v, w, u, _ = make_inputs(1, 4, 1, 2)
+    with pytest.raises(ValueError, match='backend must be one of'):
+        bi_wkv6(r, k, v, w, u, backend='triton')
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, ValueError), match="backend 'cuda'"):
+            bi_wkv6(r, k, v, w, u, backend='cuda')
+
+
+@needs_compiled
+def test_direct_op_call_checks():
+    """Path: the C++ checks of torch.ops.mmvrwkv.bi_wkv6_forward (callers bypassing the front)
+    raise RuntimeError instead of reading out of bounds."""
+    r, k, v, w, u, _ = make_inputs(1, 4, 2, 3)
+    with pytest.raises(RuntimeError, match='u must be'):
+        torch.ops.mmvrwkv.bi_wkv6_forward(r, k, v, w, u[:, :2].contiguous())
+    with pytest.raises(RuntimeError, match='contiguous'):
+        torch.ops.mmvrwkv.bi_wkv6_forward(r.transpose(1, 2).contiguous().transpose(1, 2),
+                                          k, v, w, u)
+
+
+@needs_compiled
+def test_auto_and_noncontiguous():
+    """Paths: 'auto' takes the compiled CPU kernel; non-contiguous inputs are copied by the front."""
+    assert available_backends()[-3:] == ('cpu', 'torch', 'reference')
+    r, k, v, w, u, _ = make_inputs(1, 10, 2, 3, F64)
+    rt = r.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
+    assert not rt.is_contiguous()
+    ref = bi_wkv6_reference(r, k, v, w, u)
+    assert rel_err(bi_wkv6(rt, k, v, w, u), ref) < 1e-12
+
+
+# --------------------------------------------------------------------------------------
+# 5. torch.compile, opcheck, jit.trace
+# --------------------------------------------------------------------------------------
+
+
+@needs_compiled
+def test_opcheck():
+    """Path: 'cpu' (float64): schema, fake and autograd registrations of the custom ops agree."""
+    r, k, v, w, u, _ = make_inputs(1, 5, 2, 2, F64)
+    args = [x.requires_grad_(True) for x in (r, k, v, w, u)]
+    torch.library.opcheck(torch.ops.mmvrwkv.bi_wkv6_forward.default, args)
+
+
+@needs_compiled
+def test_torch_compile_fullgraph():
+    """Path: 'auto' -> 'cpu' custom op under torch.compile(fullgraph=True, aot_eager): same
+    values and gradients as eager."""
+    torch._dynamo.reset()
+
+    def f(r, k, v, w, u):
+        return bi_wkv6(r, k, v, w, u) * 2
+
+    cf = torch.compile(f, fullgraph=True, backend='aot_eager')
+    r, k, v, w, u, gy = make_inputs(2, 9, 2, 3)
+    y0, g0 = forward_backward(f, r, k, v, w, u, grad=gy)
+    y1, g1 = forward_backward(cf, r, k, v, w, u, grad=gy)
+    torch.testing.assert_close(y1, y0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+def test_jit_trace_uses_torch_path():
+    """Path: 'auto' while tracing -> 'torch' (no custom op in the trace); the trace replays."""
+    r, k, v, w, u, _ = make_inputs(1, 7, 1, 3)
+    traced = torch.jit.trace(lambda *a: bi_wkv6(*a), (r, k, v, w, u), check_trace=False)
+    assert 'bi_wkv6_forward' not in str(traced.graph)
+    r2, k2, v2, w2, u2, _ = make_inputs(1, 7, 1, 3, seed=4)
+    assert rel_err(traced(r2, k2, v2, w2, u2), bi_wkv6_reference(r2, k2, v2, w2, u2)) < 1e-5
+
+
+# --------------------------------------------------------------------------------------
+# 6. CUDA (skipped without a GPU build; conftest.py)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
+@pytest.mark.parametrize('B,T,H,N', [(2, 37, 2, 3), (1, 1, 1, 5), (1, 257, 1, 5), (1, 70, 1, 64)],
+                         ids=['odd_n', 't1', 't257', 'n64'])
+def test_cuda_matches_reference(dtype, B, T, H, N):
+    """Path: 'cuda' kernel, values and the five gradients."""
+    xs, gy, y_ref, g_ref = reference_case(B, T, H, N)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='cuda'),
+                                *(x.to('cuda', dtype) for x in xs), grad=gy.to('cuda', dtype))
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), TOL[dtype], f'cuda {dtype}')
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
+def test_cuda_low_precision(dtype):
+    """Path: 'cuda' kernel with fp16/bf16 storage (fp32 state): dtype kept, close to the
+    reference of the rounded inputs, same as the 'cpu' kernel's result up to rounding."""
+    r, k, v, w, u, gy = make_inputs(2, 50, 2, 64, device='cuda')
+    r, k, v = (x.to(dtype) for x in (r, k, v))
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='cuda'), r, k, v, w, u,
+                                grad=gy.to(dtype))
+    assert y.dtype == dtype
+    assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < 2e-2
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.cuda
+def test_cuda_t16384():
+    """Path: 'cuda' kernel at T = 16384, C = 192 (beyond the original's T = 256 crash):
+    forward and backward agree with the 'torch' path of the same inputs."""
+    r, k, v, w, u, gy = make_inputs(1, 16384, 3, 64, seed=1, device='cuda')
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='cuda'), r, k, v, w, u, grad=gy)
+    y_t, g_t = forward_backward(functools.partial(bi_wkv6, backend='torch'), r, k, v, w, u, grad=gy)
+    assert_errors(errors(y, grads, y_t, g_t, NAMES), 1e-4, 'cuda vs torch T=16384')
+
+
+@pytest.mark.cuda
+def test_cuda_torch_compile_fullgraph():
+    """Path: 'auto' -> 'cuda' custom op under torch.compile(fullgraph=True)."""
+    torch._dynamo.reset()
+    cf = torch.compile(lambda *a: bi_wkv6(*a) * 2, fullgraph=True, backend='aot_eager')
+    r, k, v, w, u, gy = make_inputs(2, 9, 2, 3, device='cuda')
+    y, _ = forward_backward(cf, r, k, v, w, u, grad=gy)
+    assert rel_err(y / 2, bi_wkv6_reference(r, k, v, w, u)) < 1e-5
