@@ -1,4 +1,4 @@
-"""FLOP accounting for the Bi-WKV op (which FLOP counters cannot see).
+"""FLOP accounting for the Bi-WKV and Bi-WKV6 ops (which FLOP counters cannot see).
 
 Counters built on module hooks (mmcv's ``get_model_complexity_info``) or on the traced graph
 (mmengine's ``FlopAnalyzer``) count the projections around the Bi-WKV op but not the op
@@ -20,6 +20,15 @@ modules. Needs only torch.
 """
 #: FLOPs per (batch item, token, channel) of one Bi-WKV call (the original's constant).
 BI_WKV_FLOPS_PER_ELEMENT = 29
+#: FLOPs (multiply-adds) per (batch item, token, channel) and per channel of the head of one
+#: Bi-WKV6 call; see :func:`bi_wkv6_flops`.
+BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL = 7
+
+
+def _check_sizes(fn: str, **sizes) -> None:
+    for name, x in sizes.items():
+        if isinstance(x, bool) or int(x) != x or x < 0:
+            raise ValueError(f'{fn}: {name} must be a non-negative int, got {x!r}')
 
 
 def bi_wkv_flops(B: int, T: int, C: int, causal: bool = False) -> int:
@@ -29,7 +38,25 @@ def bi_wkv_flops(B: int, T: int, C: int, causal: bool = False) -> int:
     Bi-WKV kernel (29 * T * C per layer and image). ``causal`` is accepted for symmetry and
     does not change the count.
     """
-    for name, x in (('B', B), ('T', T), ('C', C)):
-        if isinstance(x, bool) or int(x) != x or x < 0:
-            raise ValueError(f'bi_wkv_flops: {name} must be a non-negative int, got {x!r}')
+    _check_sizes('bi_wkv_flops', B=B, T=T, C=C)
     return BI_WKV_FLOPS_PER_ELEMENT * int(B) * int(T) * int(C)
+
+
+def bi_wkv6_flops(B: int, T: int, C: int, head_size: int) -> int:
+    """FLOPs of one Bi-WKV6 call on r, k, v, w of shape ``[B, T, C]`` with heads of
+    ``head_size`` channels: ``7 * head_size * B * T * C``.
+
+    Why 7 per element and key channel: for each token, value channel i and key channel j
+    of its head the op does, in each of its two scans, one multiply-add reading the state
+    (r_t[j] S[j, i]) and two updating it (d_t[j] S[j, i] + k_t[j] v_t[i]), so 6, plus 1 for
+    the bonus term u[j] k_t[j] v_t[i]; counted as MACs like mmcv's counters (1 MAC = 1 FLOP).
+    It is also the head-size term of the original VRWKV6 FLOP tool (``7 * head_size`` per
+    token and channel in its per-layer formula; that formula's further ``+ 17`` per element
+    belongs to the element-wise mixing around the op, which hooks count where they can).
+    The decays exp(-exp(w)) (2 exp per element) are not counted, as no exp is elsewhere.
+    """
+    _check_sizes('bi_wkv6_flops', B=B, T=T, C=C, head_size=head_size)
+    if head_size < 1 or C % head_size:
+        raise ValueError(f'bi_wkv6_flops: head_size must be >= 1 and divide C = {C}, '
+                         f'got {head_size!r}')
+    return BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL * int(head_size) * int(B) * int(T) * int(C)

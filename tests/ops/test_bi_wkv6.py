@@ -373,3 +373,19 @@ def test_cuda_torch_compile_fullgraph():
     r, k, v, w, u, gy = make_inputs(2, 9, 2, 3, device='cuda')
     y, _ = forward_backward(cf, r, k, v, w, u, grad=gy)
     assert rel_err(y / 2, bi_wkv6_reference(r, k, v, w, u)) < 1e-5
+
+
+# --------------------------------------------------------------------------------------
+# 7. FLOP constant
+# --------------------------------------------------------------------------------------
+
+
+def test_bi_wkv6_flops_formula():
+    """7 MACs per (batch, token, channel) and key channel of the head (mmvrwkv/ops/flops.py)."""
+    from mmvrwkv.ops import BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL, bi_wkv6_flops
+    assert BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL == 7
+    assert bi_wkv6_flops(1, 196, 192, 64) == 7 * 64 * 196 * 192
+    assert bi_wkv6_flops(2, 5, 6, 3) == 7 * 3 * 2 * 5 * 6
+    for bad in ((1, 5, 6, 4), (1, 5, 6, 0), (-1, 5, 6, 3), (1, 5.5, 6, 3), (True, 5, 6, 3)):
+        with pytest.raises(ValueError):
+            bi_wkv6_flops(*bad)
