@@ -5,6 +5,7 @@ the final metric. Everything runs on CPU in a few minutes.
     python tools/run_demo.py --epochs 2     # shorter run (the LR schedule is shortened too)
     python tools/run_demo.py --task det     # Mask R-CNN, VRWKV-T adapter, generated shapes (COCO format)
     python tools/run_demo.py --task seg     # UperNet, VRWKV-T adapter, generated shapes (ADE20K format)
+    python tools/run_demo.py --model vrwkv6 # the digits demo with VRWKV6-T (also --task det)
 """
 import argparse
 import json
@@ -28,6 +29,12 @@ DEMOS = {
                 data=['tools/dataset_converters/make_shapes_dataset.py', 'data/shapes'],
                 targets={'mIoU': 60.0}),
 }
+#: ``--model vrwkv6``: the same demos (data, targets) with the VRWKV6-T backbone.
+VRWKV6_CONFIGS = {
+    'cls': 'configs/demo/vrwkv6-tiny-p2_1xb32-15e_digits.py',
+    'det': 'configs/demo/mask-rcnn_vrwkv6-tiny-adapter_fpn_shapes.py',
+}
+MODELS = ('vrwkv', 'vrwkv6')
 
 
 def shorten_schedule(cfg, epochs: int) -> List[str]:
@@ -72,13 +79,25 @@ def shorten_schedule(cfg, epochs: int) -> List[str]:
     return changes
 
 
-def run_demo(name: str, work_dir: str, epochs: Optional[int] = None) -> dict:
+def demo_config(name: str, model: str = 'vrwkv') -> str:
+    """Config of demo ``name`` with backbone family ``model`` ('vrwkv' or 'vrwkv6')."""
+    if model not in MODELS:
+        raise ValueError(f'model must be one of {MODELS}, got {model!r}')
+    if model == 'vrwkv':
+        return DEMOS[name]['config']
+    if name not in VRWKV6_CONFIGS:
+        raise ValueError(f'--model vrwkv6 has the demos {sorted(VRWKV6_CONFIGS)}, not {name!r}')
+    return VRWKV6_CONFIGS[name]
+
+
+def run_demo(name: str, work_dir: str, epochs: Optional[int] = None,
+             model: str = 'vrwkv') -> dict:
     """Generate the demo's dataset, train, test the last checkpoint; return its metrics."""
+    config = demo_config(name, model)
     demo = DEMOS[name]
     py = sys.executable
     subprocess.run([py, osp.join(ROOT, demo['data'][0]), osp.join(ROOT, demo['data'][1])],
                    check=True, cwd=ROOT)
-    config = demo['config']
     if epochs is not None:
         from mmengine.config import Config
         cfg = Config.fromfile(osp.join(ROOT, config))
@@ -119,11 +138,20 @@ def _positive_int(text: str) -> int:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--task', choices=sorted(DEMOS), default='cls')
-    p.add_argument('--work-dir', default=None, help='default: work_dirs/demo_<task>')
+    p.add_argument('--model', choices=MODELS, default='vrwkv',
+                   help='backbone family (vrwkv6: cls and det demos)')
+    p.add_argument('--work-dir', default=None,
+                   help='default: work_dirs/demo_<task> (demo_<task>_vrwkv6 with --model vrwkv6)')
     p.add_argument('--epochs', type=_positive_int, default=None,
                    help='train this many epochs (the LR schedule follows)')
     args = p.parse_args(argv)
-    run_demo(args.task, args.work_dir or osp.join(ROOT, 'work_dirs', f'demo_{args.task}'), args.epochs)
+    try:
+        demo_config(args.task, args.model)
+    except ValueError as err:
+        p.error(str(err))
+    suffix = '' if args.model == 'vrwkv' else f'_{args.model}'
+    work_dir = args.work_dir or osp.join(ROOT, 'work_dirs', f'demo_{args.task}{suffix}')
+    run_demo(args.task, work_dir, args.epochs, args.model)
 
 
 if __name__ == '__main__':
