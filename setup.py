@@ -235,6 +235,8 @@ setup(
     extras_require={
         'tests': read_requirements('tests.txt'),
         'mim': read_requirements('mminstall.txt'),
+        # mmengine's TensorboardVisBackend (vis_backends=[dict(type='TensorboardVisBackend')])
+        'tensorboard': ['tensorboard'],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
