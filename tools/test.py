@@ -138,7 +138,9 @@ def main(argv=None) -> dict:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
     if args.show_dir:
         enable_show_dir(cfg, osp.abspath(args.show_dir), args.show_interval)
-    _train_tool().setup_dist(cfg, args.launcher, args.dist_backend)
+    train_tool = _train_tool()
+    train_tool.make_demo_data(cfg, args.launcher)
+    train_tool.setup_dist(cfg, args.launcher, args.dist_backend)
     runner = Runner.from_cfg(cfg)
     if args.out:
         add_prediction_dump(runner, osp.abspath(args.out))

@@ -194,6 +194,17 @@ def check_amp_device() -> None:
             '(float32).')
 
 
+def make_demo_data(cfg, launcher: str) -> None:
+    """Write a demo config's dataset (its ``demo_data``) when the loaders need it and it is
+    missing; see tools/dataset_converters/demo_data.py (beside this file, also in .mim)."""
+    import importlib.util
+    path = osp.join(osp.dirname(osp.abspath(__file__)), 'dataset_converters', 'demo_data.py')
+    spec = importlib.util.spec_from_file_location('_mmvrwkv_demo_data', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.ensure_demo_data(cfg, distributed=launcher != 'none')
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     from mmengine.runner import Runner
@@ -202,6 +213,7 @@ def main(argv=None) -> None:
     if args.amp:
         check_amp_device()
     cfg = build_cfg(args)
+    make_demo_data(cfg, args.launcher)
     setup_dist(cfg, args.launcher, args.dist_backend)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -16,6 +16,11 @@ _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
 custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
 
 data_root = 'data/shapes/coco/'
+# Missing data is written by tools/train.py and tools/test.py (also under mim, from any
+# directory: relative to the current one), with
+#     python tools/dataset_converters/make_shapes_dataset.py data/shapes
+demo_data = dict(converter='make_shapes_dataset.py', out='data/shapes',
+                 done='shapes_dataset.json')
 img_size = 128
 classes = ('circle', 'rectangle', 'triangle')
 metainfo = dict(classes=classes, palette=[(220, 20, 60), (0, 160, 0), (30, 60, 230)])

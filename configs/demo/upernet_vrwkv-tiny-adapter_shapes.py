@@ -20,6 +20,11 @@ _base_ = [
 custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
 
 data_root = 'data/shapes/ade'
+# Missing data is written by tools/train.py and tools/test.py (also under mim, from any
+# directory: relative to the current one), with
+#     python tools/dataset_converters/make_shapes_dataset.py data/shapes
+demo_data = dict(converter='make_shapes_dataset.py', out='data/shapes',
+                 done='shapes_dataset.json')
 img_size = 128
 crop_size = (img_size, img_size)
 # Label PNGs: 1 background, 2 circle, 3 rectangle, 4 triangle (0 unlabeled) -> after

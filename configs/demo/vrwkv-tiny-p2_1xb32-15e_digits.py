@@ -7,6 +7,10 @@ default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmvrwkv'], allow_failed_imports=False)
 
 data_root = 'data/digits'
+# Missing data is written by tools/train.py and tools/test.py (also under mim, from any
+# directory: relative to the current one), with
+#     python tools/dataset_converters/make_digits_imagenet.py data/digits
+demo_data = dict(converter='make_digits_imagenet.py', out=data_root, done='meta/val.txt')
 num_classes = 10
 
 model = dict(
