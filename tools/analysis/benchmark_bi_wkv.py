@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark the Bi-WKV op per backend: forward and forward+backward time.
+"""Benchmark the Bi-WKV op (or, with ``--op bi_wkv6``, the Bi-WKV6 op of VRWKV6) per backend:
+forward and forward+backward time.
 
 For every (B, T, C) configuration and every backend (default: the compiled backend of the
 device plus the portable 'torch' backend; 'reference' is never timed) the median time of
@@ -17,6 +18,13 @@ A baseline is measured in the same run:
   forward reads k, v and writes y (3 elements per B*T*C); forward + backward adds reading k,
   v, grad_y and writing grad_k, grad_v (8 elements in all). w, u and their gradients are [C]
   and not counted.
+
+``--op bi_wkv6`` times ``mmvrwkv.ops.bi_wkv6(r, k, v, w, u)`` instead, with heads of
+``--head-size`` channels (default 64; it must divide every C), decay logits w ~ U(-6, -1)
+(the range of VRWKV6's 'fancy' init) and u ~ U(-1, 1); the gradients are those of r, k, v, w,
+u, and the bytes counted are r, k, v, w read and y written (5 elements per B*T*C) forward,
+plus r, k, v, w, grad_y read and their four gradients written (14 in all) forward + backward.
+Its target (check_targets.py): the CPU kernel >= 5x the 'torch' backend at T = 4096.
 
 ``--check`` compares every backend's output (and, for fwd+bwd, all four gradients) with the
 'torch' backend (the 'torch' rows are compared with the float64 O(T^2) 'reference' while
@@ -69,11 +77,14 @@ import check_targets  # noqa: E402
 
 import torch  # noqa: E402
 
-from mmvrwkv.ops import available_backends, bi_wkv  # noqa: E402
+from mmvrwkv.ops import available_backends, bi_wkv, bi_wkv6  # noqa: E402
+from mmvrwkv.ops.bi_wkv6 import available_backends as available_backends_v6  # noqa: E402
 
 MODES = ('fwd', 'fwdbwd')
 # Elements of size B*T*C moved through memory per call (see the module docstring).
 ELEMS_MOVED = {'fwd': 3, 'fwdbwd': 8}
+ELEMS_MOVED_V6 = {'fwd': 5, 'fwdbwd': 14}
+OPS = ('bi_wkv', 'bi_wkv6')
 
 # Defaults per device; --quick replaces them with a preset that finishes in seconds.
 DEFAULTS = {
@@ -93,6 +104,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     bh.add_common_args(p, quick_help='small preset (CPU: < 20 s on 2 cores) for smoke tests; '
                                      'explicit --T/--C/--B/--warmup/--repeat still win')
+    p.add_argument('--op', choices=OPS, default='bi_wkv',
+                   help='the op: bi_wkv (VRWKV) or bi_wkv6 (VRWKV6; see --head-size)')
+    p.add_argument('--head-size', type=int, default=64,
+                   help='bi_wkv6: channels per head (must divide every --C)')
     p.add_argument('--backends', nargs='+', default=None,
                    help="backends to time (default: the compiled backend of the device, if built, "
                         "plus 'torch'); 'reference' is not allowed")
@@ -131,7 +146,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--strict', action='store_true', help='exit with status 1 when a target FAILs')
     args = bh.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
 
-    usable = [b for b in available_backends() if b != 'reference']
+    backends = available_backends_v6() if args.op == 'bi_wkv6' else available_backends()
+    usable = [b for b in backends if b != 'reference']
     if args.backends is None:
         args.backends = [b for b in usable if b == args.device] + ['torch']
     for b in args.backends:
@@ -145,6 +161,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f'backend {b!r} is not available here (available: {usable})')
     if min(args.T + args.C + args.B) < 1:
         p.error('--T, --C and --B must be positive')
+    if args.op == 'bi_wkv6':
+        if args.head_size < 1 or any(C % args.head_size for C in args.C):
+            p.error(f'--head-size {args.head_size} must be >= 1 and divide every --C {args.C}')
+        if args.chunk_len is not None:
+            p.error('--chunk-len applies to --op bi_wkv only')
     return args
 
 
@@ -171,8 +192,36 @@ def make_inputs(B, T, C, dtype, device, gen):
     return w, u, k, v, gy
 
 
-def run_op(backend, mode, inputs, chunk_len=None):
-    """One call; returns y (fwd) or (gw, gu, gk, gv) (fwdbwd)."""
+def make_inputs_v6(B, T, C, head_size, dtype, device, gen):
+    """r, k, v, grad_y ~ N(0, 1) in dtype, decay logits w ~ U(-6, -1) [B, T, C] and bonus
+    u ~ U(-1, 1) [H, head_size] in float32 (as VRWKV6 passes them)."""
+    r, k, v, gy = (torch.randn(B, T, C, generator=gen, device=device, dtype=dtype) for _ in range(4))
+    w = torch.rand(B, T, C, generator=gen, device=device) * 5 - 6
+    u = torch.rand(C // head_size, head_size, generator=gen, device=device) * 2 - 1
+    return r, k, v, w, u, gy
+
+
+def make_case(args, B, T, C, dtype, device, gen):
+    """The inputs of args.op, grad_y last."""
+    if args.op == 'bi_wkv6':
+        return make_inputs_v6(B, T, C, args.head_size, dtype, device, gen)
+    return make_inputs(B, T, C, dtype, device, gen)
+
+
+def kv_of(op, inputs):
+    """(k, v) of an input tuple of ``op``."""
+    return inputs[1:3] if op == 'bi_wkv6' else inputs[2:4]
+
+
+def run_op(backend, mode, inputs, chunk_len=None, op='bi_wkv'):
+    """One call; returns y (fwd) or the gradients of the op's tensor arguments (fwdbwd)."""
+    if op == 'bi_wkv6':
+        *xs, gy = inputs
+        if mode == 'fwd':
+            with torch.no_grad():
+                return bi_wkv6(*xs, backend=backend)
+        leaves = [x.detach().requires_grad_(True) for x in xs]
+        return torch.autograd.grad(bi_wkv6(*leaves, backend=backend), leaves, gy)
     w, u, k, v, gy = inputs
     kw = {'backend': backend}
     if chunk_len is not None and backend in ('cpu', 'cuda'):
@@ -185,12 +234,15 @@ def run_op(backend, mode, inputs, chunk_len=None):
     return torch.autograd.grad(y, leaves, gy)
 
 
-def estimate_bytes(N, es, backends, mode, check):
+def estimate_bytes(N, es, backends, mode, check, op='bi_wkv'):
     """Rough peak memory of one configuration (the 'torch' backend keeps ~20 float32
-    temporaries of size B*T*C in fwd+bwd, ~10 in fwd)."""
+    temporaries of size B*T*C in fwd+bwd, ~10 in fwd; for bi_wkv6 its intra-chunk decay
+    matrices, ~4 of 32 * B*T*C floats, per direction, kept for backward)."""
     fp32 = 4 * N
     need = 4 * N * es  # k, v, grad_y, y
-    if 'torch' in backends or check:
+    if op == 'bi_wkv6' and ('torch' in backends or check):
+        need += (8 if mode == 'fwdbwd' else 4) * 32 * fp32
+    elif 'torch' in backends or check:
         need += (20 if mode == 'fwdbwd' else 10) * fp32
     else:
         need += (6 if mode == 'fwdbwd' else 2) * N * es
@@ -210,7 +262,7 @@ def benchmark(args, progress):
         for C in args.C:
             for T in args.T:
                 N = B * T * C
-                base = dict(device=device, dtype=args.dtype, B=B, T=T, C=C, elems=N)
+                base = dict(op=args.op, device=device, dtype=args.dtype, B=B, T=T, C=C, elems=N)
                 todo = [(b, m) for m in args.modes for b in args.backends]
                 skip = None
                 if N > args.max_elems:
@@ -218,7 +270,7 @@ def benchmark(args, progress):
                 elif device == 'cuda':
                     free, _ = torch.cuda.mem_get_info()
                     need = max(estimate_bytes(N, torch.finfo(dtype).bits // 8, args.backends, m,
-                                              args.check) for m in args.modes)
+                                              args.check, args.op) for m in args.modes)
                     if need > 0.8 * free:
                         skip = f'needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free'
                 progress.set_description(f'B={B} T={T} C={C}')
@@ -245,12 +297,12 @@ def bench_config(args, base, todo, gen, l2, progress):
     n_sets = 1
     if device == 'cuda' and l2:
         n_sets = max(1, min(8, math.ceil(4 * l2 / (3 * N * es))))
-    sets = [make_inputs(B, T, C, dtype, device, gen) for _ in range(n_sets)]
+    sets = [make_case(args, B, T, C, dtype, device, gen) for _ in range(n_sets)]
     out = []
 
     copy_s = None
     if device == 'cpu':
-        k, v = sets[0][2], sets[0][3]
+        k, v = kv_of(args.op, sets[0])
         # Cheap and noisy: at least 10 timed copies.
         copy_s = bh.measure(lambda: (k.clone(), v.clone()), device, max(args.warmup, 1),
                             max(args.repeat, 10), min(args.budget, 0.5), args.stat).value
@@ -258,10 +310,10 @@ def bench_config(args, base, todo, gen, l2, progress):
     refs = {}
     if args.check:
         for mode in args.modes:
-            refs[('torch', mode)] = run_op('torch', mode, sets[0])
+            refs[('torch', mode)] = run_op('torch', mode, sets[0], op=args.op)
             # The 'torch' rows are checked against the float64 O(T^2) reference while it is cheap.
             if B * T * T * C <= 2**23:
-                refs[('reference', mode)] = run_op('reference', mode, sets[0])
+                refs[('reference', mode)] = run_op('reference', mode, sets[0], op=args.op)
 
     times = {}
     for backend, mode in todo:
@@ -270,7 +322,7 @@ def bench_config(args, base, todo, gen, l2, progress):
 
         def fn(backend=backend, mode=mode, counter=counter):
             counter[0] += 1
-            return run_op(backend, mode, sets[counter[0] % n_sets], args.chunk_len)
+            return run_op(backend, mode, sets[counter[0] % n_sets], args.chunk_len, args.op)
 
         try:
             timing = bh.measure(fn, device, args.warmup, args.repeat, args.budget, args.stat)
@@ -283,7 +335,7 @@ def bench_config(args, base, todo, gen, l2, progress):
             continue
         t = timing.value
         times[(backend, mode)] = t
-        moved = ELEMS_MOVED[mode] * N * es
+        moved = (ELEMS_MOVED_V6 if args.op == 'bi_wkv6' else ELEMS_MOVED)[mode] * N * es
         row.update(status='ok', time_ms=t * 1e3, times_ms=[s * 1e3 for s in timing.samples],
                    time_min_ms=timing.min * 1e3, spread=timing.spread, threads=timing.threads,
                    gbps=moved / t / 1e9, bytes=moved, input_sets=n_sets)
@@ -294,8 +346,8 @@ def bench_config(args, base, todo, gen, l2, progress):
             ref_name = 'reference' if backend == 'torch' else 'torch'
             ref = refs.get((ref_name, mode))
             if ref is not None:
-                row['max_rel_err'] = bh.max_rel_err(run_op(backend, mode, sets[0], args.chunk_len),
-                                                    ref)
+                row['max_rel_err'] = bh.max_rel_err(
+                    run_op(backend, mode, sets[0], args.chunk_len, args.op), ref)
                 row['check_against'] = ref_name
         out.append(row)
         progress.update(1)
@@ -400,11 +452,11 @@ def main(argv=None):
     copy_gbps = copy_bandwidth(args.copy_mib) if args.device == 'cuda' else None
     total = len(args.B) * len(args.C) * len(args.T) * len(args.backends) * len(args.modes)
     t0 = time.perf_counter()
-    with bh.Progress(total, 'bi_wkv', args.no_progress) as progress:
+    with bh.Progress(total, args.op, args.no_progress) as progress:
         rows = benchmark(args, progress)
     elapsed = time.perf_counter() - t0
 
-    print(f"# Bi-WKV benchmark: device={args.device} ({env['device_name']}), dtype={args.dtype}, "
+    print(f"# {args.op} benchmark: device={args.device} ({env['device_name']}), dtype={args.dtype}, "
           f"torch {env['torch']}, threads={env['threads']}, backends={args.backends}, "
           f"warmup={args.warmup}, repeat={args.repeat} ({args.stat}), "
           f"OMP_WAIT_POLICY={env['omp_wait_policy']}")

@@ -18,6 +18,10 @@ Targets of ``benchmark_bi_wkv`` (names for ``--target NAME=VALUE``):
 * ``check_tol``: with ``--check``, every max_rel_err at most this (the run's ``--check-tol``,
   else 1e-3 float32, 1e-2 float16, 5e-2 bfloat16).
 
+Targets of ``benchmark_bi_wkv --op bi_wkv6``: ``cpu_v6_speedup`` (5): CPU kernel forward and
+forward + backward at least this many times faster than the 'torch' backend at T =
+``cpu_v6_T`` (4096); ``check_tol`` as above.
+
 Examples::
 
     python tools/analysis/check_targets.py bench_bf16.json bench_fp32.json
@@ -38,6 +42,10 @@ BI_WKV_TARGETS = {
     'cuda_fwd_pct': 70.0,       # % of copy bandwidth, at least (bf16)
     'cuda_fwdbwd_pct': 50.0,
     'cuda_min_elems': 2**24,    # size floor of the CUDA targets
+}
+BI_WKV6_TARGETS = {
+    'cpu_v6_speedup': 5.0,      # torch_time / cpu_time at T = cpu_v6_T, at least
+    'cpu_v6_T': 4096,
 }
 # Default --check tolerance per dtype (max|x - x_ref| / max|x_ref|).
 CHECK_TOL = {'float32': 1e-3, 'bfloat16': 5e-2, 'float16': 1e-2}
@@ -77,6 +85,8 @@ def bi_wkv_targets(rows: Sequence[Mapping], settings: Any, copy_gbps: Optional[f
     """The Bi-WKV benchmark's targets on its rows. ``settings``: the run's options (a
     Namespace or the JSON's ``args``: device, dtype, check, check_tol, target_min_elems);
     ``targets`` override entries of BI_WKV_TARGETS (and ``check_tol``)."""
+    if _get(settings, 'op', 'bi_wkv') == 'bi_wkv6':
+        return bi_wkv6_targets(rows, settings, targets)
     t = dict(BI_WKV_TARGETS, **(targets or {}))
     ok = [r for r in rows if r.get('status') == 'ok']
     out = _Targets()
@@ -101,6 +111,30 @@ def bi_wkv_targets(rows: Sequence[Mapping], settings: Any, copy_gbps: Optional[f
             out.add(f'CUDA kernel {mode} >= {t[key]:g}% of copy bandwidth '
                     f'({copy_gbps or 0:.0f} GB/s), bf16, B*T*C >= {size}', sel, 'pct_copy_bw',
                     t[key], True, f"needs 'cuda' rows in bfloat16 with B*T*C >= {size}")
+    _check_tol_target(out, ok, settings, t)
+    return out.results
+
+
+def bi_wkv6_targets(rows: Sequence[Mapping], settings: Any,
+                    targets: Optional[Mapping[str, float]] = None) -> List[dict]:
+    """The targets of ``benchmark_bi_wkv --op bi_wkv6`` (BI_WKV6_TARGETS, overridable)."""
+    t = dict(BI_WKV6_TARGETS, **(targets or {}))
+    ok = [r for r in rows if r.get('status') == 'ok']
+    out = _Targets()
+    if _get(settings, 'device') == 'cpu':
+        T = int(t['cpu_v6_T'])
+        for mode in ('fwd', 'fwdbwd'):
+            sel = [r for r in ok if r['backend'] == 'cpu' and r['mode'] == mode and r['T'] == T]
+            out.add(f"CPU bi_wkv6 kernel {mode} >= {t['cpu_v6_speedup']:g}x faster than 'torch' "
+                    f'at T = {T}', sel, 'vs_torch', t['cpu_v6_speedup'], True,
+                    f"needs 'cpu' and 'torch' {mode} rows at T = {T}")
+    _check_tol_target(out, ok, settings, t)
+    return out.results
+
+
+def _check_tol_target(out: _Targets, ok: Sequence[Mapping], settings: Any,
+                      t: Mapping[str, float]) -> None:
+    """With --check: every max_rel_err within the tolerance (override, run's, per dtype)."""
     if _get(settings, 'check'):
         dtype = _get(settings, 'dtype')
         tol = t.get('check_tol')
@@ -110,7 +144,6 @@ def bi_wkv_targets(rows: Sequence[Mapping], settings: Any, copy_gbps: Optional[f
             tol = CHECK_TOL[dtype]
         out.add(f'--check: max_rel_err <= {tol:g} ({dtype})', ok, 'max_rel_err', tol, False,
                 'no compared rows')
-    return out.results
 
 
 def _bi_wkv_doc(doc: Mapping, targets: Optional[Mapping[str, float]]) -> List[dict]:
@@ -155,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--strict', action='store_true', help='exit with status 1 when a target FAILs')
     args = p.parse_args(argv)
     overrides = dict(args.target)
-    known = set(BI_WKV_TARGETS) | {'check_tol'}
+    known = set(BI_WKV_TARGETS) | set(BI_WKV6_TARGETS) | {'check_tol'}
     unknown = sorted(set(overrides) - known)
     if unknown:
         p.error(f'unknown target(s) {unknown}; known: {sorted(known)}')
