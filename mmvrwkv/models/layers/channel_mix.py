@@ -1,10 +1,11 @@
 """Channel mixer of Vision-RWKV (the FFN replacement)."""
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from .init_modes import channel_positions, check_init_mode, layer_ratios
+from .recompute import module_parameters, recompute_linear, use_recompute
 from .shift import TokenShift
 
 
@@ -25,7 +26,12 @@ class ChannelMix(TokenShift):
         init_mode: 'fancy' | 'local' | 'global' initialisation of the mix parameters.
         key_norm: LayerNorm over the hidden channels after the squared ReLU (stabilises large
             models).
+
+    In eager training the forward keeps only what the backward needs
+    (:meth:`_forward_recompute`; ``recompute = False`` turns that off, e.g. to compare).
     """
+
+    recompute: bool = True
 
     def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
                  channel_gamma: float = 0.25, shift_pixel: int = 1, hidden_rate: float = 4,
@@ -63,13 +69,43 @@ class ChannelMix(TokenShift):
             self.spatial_mix_k.fill_(value)
             self.spatial_mix_r.fill_(value)
 
-    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
-        """Mix channels of tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``."""
-        xk, xr = self.mix(x, patch_resolution)
-        h = torch.square(torch.relu(self.key(xk)))
+    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int],
+                norm: Optional[nn.Module] = None) -> torch.Tensor:
+        """Mix channels of tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``.
+
+        ``norm``: normalise ``x`` first (pre-norm blocks); inside the mixer the normalised
+        tokens need not be kept (training) or can be freed early (inference).
+        """
+        if self.recompute and use_recompute(x, self.key.weight):
+            return self._forward_recompute(x, patch_resolution, norm)
+        xk, xr = self.mix(x if norm is None else norm(x), patch_resolution)
+        if torch.is_grad_enabled():
+            return torch.sigmoid(self.receptance(xr)) * self.value(self._activation(self.key(xk))[0])
+        # No autograd: overwrite the intermediates instead of allocating new ones, and drop
+        # each as soon as it is used (the peak is the hidden activation, 4 C per token).
+        h = torch.relu_(self.key(xk)).square_()
+        r = self.receptance(xr)
+        del xk, xr
         if self.key_norm is not None:
             h = self.key_norm(h)
-        return torch.sigmoid(self.receptance(xr)) * self.value(h)
+        return torch.sigmoid_(r).mul_(self.value(h))
+
+    def _activation(self, k: torch.Tensor) -> Tuple[torch.Tensor]:
+        h = torch.square(torch.relu(k))
+        return (h if self.key_norm is None else self.key_norm(h), )
+
+    def _forward_recompute(self, x: torch.Tensor, patch_resolution: Sequence[int],
+                           norm: Optional[nn.Module]) -> torch.Tensor:
+        """The training forward that keeps only x, the key projection and the two gate inputs
+        for the backward (the norm, the mixed inputs and the squared ReLU are recomputed, see
+        :mod:`~mmvrwkv.models.layers.recompute`). Same function as :meth:`forward`."""
+        k, r = recompute_linear(
+            lambda t: self.mix(t if norm is None else norm(t), patch_resolution), (x, ),
+            (self.key.weight, self.receptance.weight),
+            params=self.mix_parameters() + module_parameters(norm))
+        v = recompute_linear(self._activation, (k, ), (self.value.weight, ),
+                             params=module_parameters(self.key_norm))[0]
+        return torch.sigmoid(r) * v
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, hidden_dims={self.hidden_dims}, '

@@ -95,6 +95,10 @@ class TokenShift(nn.Module):
             self.register_parameter(f'spatial_mix_{name}',
                                     nn.Parameter(torch.empty(1, 1, embed_dims)))
 
+    def mix_parameters(self) -> Tuple[nn.Parameter, ...]:
+        """The mix coefficients ``spatial_mix_<n>``, in ``mix_names`` order."""
+        return tuple(getattr(self, f'spatial_mix_{name}') for name in self.mix_names)
+
     @property
     def with_shift(self) -> bool:
         """Whether the token shift (and the mix interpolation) is active."""
@@ -110,6 +114,9 @@ class TokenShift(nn.Module):
         if self.fused is False:
             return None
         if self.fused:
+            if x.device.type not in ('cpu', 'cuda'):
+                raise ValueError(f'TokenShift(fused=True): the compiled kernels serve cpu and '
+                                 f'cuda tensors, got x on {x.device}')
             return resolve_backend(x.device.type, x.device)
         name = resolve_backend('auto', x.device)
         return name if name in ('cpu', 'cuda') else None

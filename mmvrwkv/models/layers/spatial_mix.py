@@ -1,5 +1,5 @@
 """Spatial mixer of Vision-RWKV (the attention replacement)."""
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmvrwkv.ops import BACKENDS, bi_wkv
 from .init_modes import (channel_positions, check_init_mode, fancy_decay_and_first,
                          layer_ratios)
+from .recompute import module_parameters, recompute_linear, use_recompute
 from .shift import TokenShift
 
 #: Valid values of ``attn_direction``.
@@ -42,7 +43,12 @@ class SpatialMix(TokenShift):
         attn_direction: 'bi' (Bi-WKV, all tokens) or 'uni' (causal, tokens before t only;
             an ablation of the paper).
         wkv_backend: backend argument of :func:`mmvrwkv.ops.bi_wkv`.
+
+    In eager training the forward keeps only what the backward needs
+    (:meth:`_forward_recompute`; ``recompute = False`` turns that off, e.g. to compare).
     """
+
+    recompute: bool = True
 
     def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
                  channel_gamma: float = 0.25, shift_pixel: int = 1, init_mode: str = 'fancy',
@@ -100,18 +106,50 @@ class SpatialMix(TokenShift):
             for p in (self.spatial_mix_k, self.spatial_mix_v, self.spatial_mix_r):
                 p.fill_(0.5)
 
-    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
-        """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``."""
-        T = x.shape[1]
-        xk, xv, xr = self.mix(x, patch_resolution)
+    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int],
+                norm: Optional[nn.Module] = None) -> torch.Tensor:
+        """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``.
+
+        ``norm``: normalise ``x`` first (pre-norm blocks); inside the mixer the normalised
+        tokens need not be kept (training) or can be freed early (inference).
+        """
+        if self.recompute and use_recompute(x, self.key.weight):
+            return self._forward_recompute(x, patch_resolution, norm)
+        xk, xv, xr = self.mix(x if norm is None else norm(x), patch_resolution)
         k = self.key(xk)
         v = self.value(xv)
-        sr = torch.sigmoid(self.receptance(xr))
-        wkv = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
-                     backend=self.wkv_backend, causal=self.attn_direction == 'uni')
+        r = self.receptance(xr)
+        del xk, xv, xr
+        wkv = self._wkv(k, v)
+        if torch.is_grad_enabled():
+            return self.output(self._gate(r, wkv)[0])
+        # No autograd: overwrite the intermediates instead of allocating new ones.
         if self.key_norm is not None:
             wkv = self.key_norm(wkv)
-        return self.output(sr * wkv)
+        return self.output(torch.sigmoid_(r).mul_(wkv))
+
+    def _wkv(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        T = k.shape[1]
+        return bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
+                      backend=self.wkv_backend, causal=self.attn_direction == 'uni')
+
+    def _gate(self, r: torch.Tensor, wkv: torch.Tensor) -> Tuple[torch.Tensor]:
+        if self.key_norm is not None:
+            wkv = self.key_norm(wkv)
+        return (torch.sigmoid(r) * wkv, )
+
+    def _forward_recompute(self, x: torch.Tensor, patch_resolution: Sequence[int],
+                           norm: Optional[nn.Module]) -> torch.Tensor:
+        """The training forward that keeps only x, k, v, r and the WKV output for the backward
+        (the norm, the mixed inputs and the gated WKV output are recomputed, see
+        :mod:`~mmvrwkv.models.layers.recompute`). Same function as :meth:`forward`."""
+        k, v, r = recompute_linear(
+            lambda t: self.mix(t if norm is None else norm(t), patch_resolution), (x, ),
+            (self.key.weight, self.value.weight, self.receptance.weight),
+            params=self.mix_parameters() + module_parameters(norm))
+        wkv = self._wkv(k, v)
+        return recompute_linear(self._gate, (r, wkv), (self.output.weight, ),
+                                params=module_parameters(self.key_norm))[0]
 
     def bi_wkv_call(self, x: torch.Tensor, *args) -> Tuple[int, int, int, bool]:
         """``(B, T, C, causal)`` of the Bi-WKV call that ``forward(x, ...)`` makes (FLOP
