@@ -55,8 +55,9 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-# Multi-scale + flip test (`tools/test.py --tta`; the paper reports single-scale only): the
-# mmseg base's TTA with ResizeToMultiple 32 after each rescale, as in the original's aug test.
+# Multi-scale + flip test (mmseg's own tools/test.py --tta; the paper reports single-scale
+# only): the mmseg base's TTA with ResizeToMultiple 32 after each rescale, as in the original's
+# aug test.
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
