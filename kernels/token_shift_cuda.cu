@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "bi_wkv.h"  // poison(): NaN-filled outputs in the host build, so unwritten elements show
 #include "token_shift.h"
 
 namespace tshift {
@@ -93,7 +94,7 @@ at::Tensor token_shift_mix_forward_cuda(const at::Tensor& x, const at::Tensor& m
   const Geometry g = geometry(x, mix, H, W, shift_mode, shift_pixel, head_size, quarter);
   BIWKV_DEVICE_GUARD(x.device());
   const i64 M = mix.size(0), n = x.numel();
-  at::Tensor out = at::empty({M, g.B, g.T, g.C}, x.options());
+  at::Tensor out = biwkv::poison(at::empty({M, g.B, g.T, g.C}, x.options()));
   if (n == 0) return out;
   auto stream = BIWKV_STREAM();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "token_shift_mix_forward_cuda", [&] {
@@ -113,9 +114,10 @@ std::tuple<at::Tensor, at::Tensor> token_shift_mix_backward_cuda(
   BIWKV_DEVICE_GUARD(x.device());
   const i64 M = mix.size(0), n = x.numel();
   const i64 nblk = blocks_of(g);
-  at::Tensor gx = at::empty_like(x);
-  at::Tensor partial =
-      at::zeros({nblk, M, g.C}, x.options().dtype(at::toOpMathType(x.scalar_type())));
+  at::Tensor gx = biwkv::empty_output_like(x);
+  // every (block, coefficient, channel) partial is written by one thread of grad_mix_kernel
+  at::Tensor partial = biwkv::poison(
+      at::empty({nblk, M, g.C}, x.options().dtype(at::toOpMathType(x.scalar_type()))));
   if (n > 0) {
     auto stream = BIWKV_STREAM();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "token_shift_mix_backward_cuda", [&] {
