@@ -9,9 +9,9 @@
 // difference of large numbers is ever taken, whatever w is.
 //
 // Two views of the [N, N] states, both free of communication between work items:
-//  - columns (column_item): value channels i in [i0, i1) of one (b, h), all key channels j.
+//  - columns (column_item): W value channels [i0, i0 + W) of one (b, h), all key channels j.
 //    Computes y (and, with (r, k, v) -> (k, r, grad_y), the gradient of v). The CPU runs
-//    blocks of columns, the GPU one column per thread; both keep the (b, h) state block
+//    blocks of 16 columns, the GPU one column per thread; both keep the (b, h) state block
 //    [N (j)][N (i)] row-major, so a warp's accesses are coalesced.
 //  - rows (row_item): one key channel j of one (b, h), all value channels: gradients of r, k,
 //    w and the per-row part of u's. The gradient of w needs the left state S_m and the
@@ -60,52 +60,60 @@ template <class A, class X, class Y> BIWKV6_HD A dot(const X* x, const Y* y, int
 }
 
 // ---- column view ------------------------------------------------------------------------
+// A column item covers W consecutive value channels [i0, i0 + W) of one (b, h); W is a
+// compile-time width (CPU: blocks of 16 and single columns for the rest, GPU: 1), so the
+// W outputs and inputs of a token stay in registers while the scan runs over j.
 
 // acc_t[i] = (sum_j q_t[j] u[j] p_t[j]) x_t[i] for every token: the bonus term, which
 // initialises the accumulator.
-template <class A, class T>
-BIWKV6_HD void column_bonus(const Dims& d, i64 b, int h, int i0, int i1, const T* q, const T* p,
+template <class A, class T, int W>
+BIWKV6_HD void column_bonus(const Dims& d, i64 b, int h, int i0, const T* q, const T* p,
                             const T* x, const A* u, A* acc) {
   const A* uh = u + (i64)h * d.N;
   for (i64 t = 0; t < d.T; ++t) {
     const i64 o = token_offset(d, b, t, h);
     A a = A(0);
     for (int j = 0; j < d.N; ++j) a += load<A>(q + o + j) * uh[j] * load<A>(p + o + j);
-    for (int i = i0; i < i1; ++i) acc[o + i] = a * load<A>(x + o + i);
+    for (int c = 0; c < W; ++c) acc[o + i0 + c] = a * load<A>(x + o + i0 + c);
   }
 }
 
 // One scan direction: in scan order, acc_t[i] += sum_j q_t[j] S[j, i], then
-// S[j, i] = dec_t[j] S[j, i] + p_t[j] x_t[i]; only columns [i0, i1) of S (zeroed first).
-template <class A, class T>
-BIWKV6_HD void column_scan(const Dims& d, i64 b, int h, int i0, int i1, bool reverse,
-                           const T* q, const T* p, const T* x, const A* dec, A* S, A* acc) {
+// S[j, i] = dec_t[j] S[j, i] + p_t[j] x_t[i]; only columns [i0, i0 + W) of S (zeroed first).
+template <class A, class T, int W>
+BIWKV6_HD void column_scan(const Dims& d, i64 b, int h, int i0, bool reverse, const T* q,
+                           const T* p, const T* x, const A* dec, A* S, A* acc) {
   for (int j = 0; j < d.N; ++j)
-    for (int i = i0; i < i1; ++i) S[(i64)j * d.N + i] = A(0);
+    for (int c = 0; c < W; ++c) S[(i64)j * d.N + i0 + c] = A(0);
   for (i64 n = 0; n < d.T; ++n) {
     const i64 t = reverse ? d.T - 1 - n : n;
     const i64 o = token_offset(d, b, t, h);
-    A* out = acc + o;
+    A xt[W], yt[W];
+    for (int c = 0; c < W; ++c) {
+      xt[c] = load<A>(x + o + i0 + c);
+      yt[c] = A(0);
+    }
     for (int j = 0; j < d.N; ++j) {
       const A qj = load<A>(q + o + j), pj = load<A>(p + o + j), dj = dec[o + j];
-      A* Sj = S + (i64)j * d.N;
-      for (int i = i0; i < i1; ++i) {
-        out[i] += qj * Sj[i];
-        Sj[i] = dj * Sj[i] + pj * load<A>(x + o + i);
+      A* Sj = S + (i64)j * d.N + i0;
+      for (int c = 0; c < W; ++c) {
+        yt[c] += qj * Sj[c];
+        Sj[c] = dj * Sj[c] + pj * xt[c];
       }
     }
+    for (int c = 0; c < W; ++c) acc[o + i0 + c] += yt[c];
   }
 }
 
-// The bidirectional sum for columns [i0, i1) of (b, h): acc = y of the formula for
+// The bidirectional sum for columns [i0, i0 + W) of (b, h): acc = y of the formula for
 // (q, p, x) = (r, k, v); the gradient of v for (q, p, x) = (k, r, grad_y). S: the (b, h)
-// state block [N][N] (columns outside [i0, i1) untouched).
-template <class A, class T>
-BIWKV6_HD void column_item(const Dims& d, i64 b, int h, int i0, int i1, const T* q, const T* p,
+// state block [N][N] (columns outside the item's untouched).
+template <class A, class T, int W>
+BIWKV6_HD void column_item(const Dims& d, i64 b, int h, int i0, const T* q, const T* p,
                            const T* x, const A* dec, const A* u, A* S, A* acc) {
-  column_bonus<A, T>(d, b, h, i0, i1, q, p, x, u, acc);
-  column_scan<A, T>(d, b, h, i0, i1, false, q, p, x, dec, S, acc);
-  column_scan<A, T>(d, b, h, i0, i1, true, q, p, x, dec, S, acc);
+  column_bonus<A, T, W>(d, b, h, i0, q, p, x, u, acc);
+  column_scan<A, T, W>(d, b, h, i0, false, q, p, x, dec, S, acc);
+  column_scan<A, T, W>(d, b, h, i0, true, q, p, x, dec, S, acc);
 }
 
 // ---- row view (gradients of r, k, w, u) ----------------------------------------------------

@@ -10,25 +10,27 @@
 namespace biwkv6 {
 namespace {
 
-// Value channels per CPU column item (a few vector registers of fp32).
+// Value channels per CPU column item (a few vector registers of fp32); the N % kColumns
+// channels after the last full block are single-column items.
 constexpr int kColumns = 16;
 
-int column_blocks(const Dims& d) { return (d.N + kColumns - 1) / kColumns; }
-
-// acc = the bidirectional sum of column_item for (q, p, x), over every (b, h, column block).
+// acc = the bidirectional sum of column_item for (q, p, x), over every (b, h, column item).
 template <class A, class T>
 void columns_cpu(const Dims& d, const T* q, const T* p, const T* x, const A* dec, const A* u,
                  A* state, A* acc) {
-  const int nblk = column_blocks(d);
-  at::parallel_for(0, d.B * d.H * nblk, 1, [&](i64 begin, i64 end) {
+  const int full = d.N / kColumns;
+  const int per_head = full + d.N % kColumns;  // items per (b, h)
+  at::parallel_for(0, d.B * d.H * per_head, 1, [&](i64 begin, i64 end) {
     for (i64 item = begin; item < end; ++item) {
-      const int blk = (int)(item % nblk);
-      const i64 bh = item / nblk;
+      const int n = (int)(item % per_head);
+      const i64 bh = item / per_head;
       const int h = (int)(bh % d.H);
       const i64 b = bh / d.H;
-      const int i0 = blk * kColumns;
-      const int i1 = i0 + kColumns < d.N ? i0 + kColumns : d.N;
-      column_item<A, T>(d, b, h, i0, i1, q, p, x, dec, u, state + bh * d.N * d.N, acc);
+      A* S = state + bh * d.N * d.N;
+      if (n < full)
+        column_item<A, T, kColumns>(d, b, h, n * kColumns, q, p, x, dec, u, S, acc);
+      else
+        column_item<A, T, 1>(d, b, h, full * kColumns + (n - full), q, p, x, dec, u, S, acc);
     }
   });
 }

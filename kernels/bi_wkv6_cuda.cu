@@ -35,8 +35,8 @@ BIWKV_KERNEL void columns_kernel(Dims d, const T* q, const T* p, const T* x, con
   if (idx >= d.B * d.H * d.N) return;
   const int i = (int)(idx % d.N);
   const i64 bh = idx / d.N;
-  column_item<A, T>(d, bh / d.H, (int)(bh % d.H), i, i + 1, q, p, x, dec, u,
-                    state + bh * d.N * d.N, acc);
+  column_item<A, T, 1>(d, bh / d.H, (int)(bh % d.H), i, q, p, x, dec, u,
+                       state + bh * d.N * d.N, acc);
 }
 
 template <class A, class T>
