@@ -109,7 +109,10 @@ def test_arguments(bench):
         bench.parse_args(['--device', 'cpu', '--repeat', '0'])
     args = bench.parse_args(['--device', 'cpu', '--baseline', 'torchvision'])
     assert (args.archs, args.resolutions, args.batch_size, args.dtype) == (
-        ['tiny', 'small', 'base'], [224, 384, 512], 1, 'float32')
+        ['tiny', 'small', 'base'], [224, 384, 512], [1], 'float32')
+    assert bench.parse_args(['--device', 'cpu', '--batch-size', '8', '1', '8']).batch_size == [1, 8]
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--device', 'cpu', '--batch-size', '0'])
     args = bench.parse_args(['--device', 'cpu', '--quick', '--baseline', 'torchvision',
                              '--resolutions', '64', '32', '64'])
     assert args.archs == ['tiny'] and args.resolutions == [32, 64] and args.repeat == 2
@@ -175,3 +178,70 @@ def test_eager_and_compiled_side_by_side(bench, tmp_path):
     assert [r['compiled'] for r in res['table']] == ['eager', 'compiled']
     assert all(r['speed_ratio'] > 0 for r in res['table'])
     assert osp.getsize(out_png) > 0
+
+
+def capture_figures(bench, monkeypatch):
+    """Figures the tool saves, kept open for inspection (axes drawn, so tick labels exist)."""
+    figures = []
+    real_save = bench.bh.save_figure
+
+    def keep(fig, path, title=None, *args, **kwargs):
+        if title:
+            fig.suptitle(title)
+        fig.canvas.draw()
+        figures.append(fig)
+        fig.savefig(path)
+    monkeypatch.setattr(bench.bh, 'save_figure', keep)
+    return figures
+
+
+def test_batch_sizes_vrwkv6_and_plot(bench, tmp_path, monkeypatch):
+    """--batch-size 1 2 with VRWKV6 beside VRWKV and DeiT: table rows per batch (VRWKV6
+    columns and ratios), and a plot with a row of panels per batch: distinct colours per
+    model, the measured resolutions as x tick labels, labelled y ticks, a ratio panel with
+    the parity line and the table's ratios, a title naming device, dtype, batches and mode."""
+    pytest.importorskip('matplotlib')
+    figures = capture_figures(bench, monkeypatch)
+    png = tmp_path / 'p.png'
+    res = bench.main(tiny(32, 64) + ['--baseline', 'torchvision', '--batch-size', '1', '2',
+                                     '--models', 'vrwkv', 'vrwkv6', 'vit', '--plot', str(png)])
+    assert all(r['status'] == 'ok' for r in res['results']), res['results']
+    assert {(r['model'], r['batch']) for r in res['results']} == {
+        (m, b) for m in ('vrwkv', 'vrwkv6', 'vit') for b in (1, 2)}
+    rows = res['table']
+    assert [(r['batch'], r['res']) for r in rows] == [(1, 32), (1, 64), (2, 32), (2, 64)]
+    for r in rows:
+        assert list(r) == list(bench.table_columns(['vrwkv6']))
+        assert r['v6_speed_ratio'] == pytest.approx(r['vrwkv6_img_s'] / r['vit_img_s'])
+    assert png.stat().st_size > 0
+
+    (fig, ) = figures
+    axes = fig.axes
+    assert len(axes) == 2 * 3  # (speed, memory, ratio) per batch size
+    speed, memory, ratio = axes[3:6]  # batch 2
+    colours = {ln.get_label(): ln.get_color() for ln in speed.lines}
+    assert set(colours) == {'VRWKV-T', 'VRWKV6-T', 'DeiT-T (torchvision)'}
+    assert len(set(colours.values())) == 3
+    for ax in (speed, memory, ratio):
+        assert ax.get_xscale() == 'log' and ax.get_yscale() == 'log'
+        assert [t.get_text() for t in ax.get_xticklabels()] == ['32', '64']
+        assert any(t.get_text() for t in ax.get_yticklabels())
+    assert 'batch 2' in speed.get_title()
+    parity = [ln for ln in ratio.lines if ln.get_label() == 'parity (1)']
+    assert parity and list(parity[0].get_ydata()) == [1.0, 1.0]
+    (line, ) = [ln for ln in ratio.lines if ln.get_label() == 'VRWKV-T / ViT img/s']
+    assert list(line.get_ydata()) == pytest.approx([r['speed_ratio'] for r in rows[2:]])
+    (line, ) = [ln for ln in ratio.lines if ln.get_label() == 'VRWKV6-T / ViT memory']
+    if rows[2]['v6_mem_ratio'] is not None:  # (memory needs /proc/self/clear_refs)
+        assert list(line.get_ydata()) == pytest.approx([r['v6_mem_ratio'] for r in rows[2:]])
+    title = fig._suptitle.get_text()
+    for part in ('cpu', 'float32', 'batch 1, 2', 'inference', 'eager'):
+        assert part in title, title
+
+
+def test_vrwkv6_must_be_registered(bench, monkeypatch):
+    monkeypatch.setattr(bench, 'vrwkv6_class', lambda: None)
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--device', 'cpu', '--models', 'vrwkv6', 'vit'])
+    with pytest.raises(ValueError, match='VRWKV6 is not registered'):
+        bench.build_model('vrwkv6', 'tiny', 32, 'torchvision', depth=1)

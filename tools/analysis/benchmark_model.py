@@ -48,15 +48,26 @@ Out-of-memory (CUDA or CPU) is recorded as ``OOM`` and the sweep continues (larg
 resolutions of that model and size are then skipped as ``OOM``); any other error is recorded
 as ``error`` with its message.
 
-Output: a table (rows = size x resolution; columns: img/s of both, ratio VRWKV/ViT, memory of
-both, ratio VRWKV/ViT), ``--json FILE`` (environment, settings, every measurement, the
-table), ``--plot FILE`` (img/s and memory vs resolution, log scales).
+``--models`` picks the backbones (default ``vrwkv vit``); ``vrwkv6`` adds
+``mmvrwkv.VRWKV6`` of the same size (built only when asked for; refused with a message where
+it is not registered), with its own table columns and ratios to ViT. ``--batch-size 1 8``
+measures every configuration at each batch size.
+
+Output: a table (rows = batch x size x resolution (x eager/compiled); columns: img/s of
+both, ratio VRWKV/ViT, memory of both, ratio VRWKV/ViT; the same for VRWKV6 when measured),
+``--json FILE`` (environment, settings, every measurement, the table), ``--plot FILE`` (per
+batch size a row of three panels: img/s and peak memory vs resolution, a colour per model and
+size, and the ratios VRWKV / ViT of speed (solid) and memory (dashed) with the parity line
+at 1; log axes whose ticks are the measured resolutions and labelled values; the title names
+device, threads, dtype, batch sizes, mode and eager/compiled).
 
 Examples::
 
     python tools/analysis/benchmark_model.py                       # CPU: 224/384/512, batch 1
     python tools/analysis/benchmark_model.py --quick --device cpu  # smoke test, seconds
     python tools/analysis/benchmark_model.py --device cuda --json model.json --plot model.png
+    python tools/analysis/benchmark_model.py --device cpu --archs tiny --batch-size 1 8 \\
+        --resolutions 224 448 896 --models vrwkv vrwkv6 vit --plot model.png
     python tools/analysis/benchmark_model.py --device cuda --archs tiny \\
         --resolutions 224 512 1024 2048 --dtype float32 --batch-size 1
 """
@@ -81,12 +92,13 @@ VIT_ARCHS = {
     'small': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
     'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
 }
-MODELS = ('vrwkv', 'vit')
+MODELS = ('vrwkv', 'vrwkv6', 'vit')
+DEFAULT_MODELS = ['vrwkv', 'vit']
 DEFAULTS = {
-    'cpu': dict(archs=list(ARCHS), resolutions=[224, 384, 512], batch_size=1, warmup=1,
+    'cpu': dict(archs=list(ARCHS), resolutions=[224, 384, 512], batch_size=[1], warmup=1,
                 repeat=3, dtype='float32'),
     'cuda': dict(archs=list(ARCHS), resolutions=[224, 384, 512, 768, 1024, 1536, 2048],
-                 batch_size=1, warmup=3, repeat=10, dtype='bfloat16'),
+                 batch_size=[1], warmup=3, repeat=10, dtype='bfloat16'),
 }
 QUICK = {
     'cpu': dict(archs=['tiny'], resolutions=[224, 384], warmup=1, repeat=2),
@@ -94,6 +106,8 @@ QUICK = {
 }
 TABLE_COLUMNS = ('arch', 'res', 'tokens', 'batch', 'compiled', 'vrwkv_img_s', 'vit_img_s',
                  'speed_ratio', 'vrwkv_mem_mib', 'vit_mem_mib', 'mem_ratio')
+# Added to the table when VRWKV6 is measured (ratios: VRWKV6 / ViT).
+V6_COLUMNS = ('vrwkv6_img_s', 'v6_speed_ratio', 'vrwkv6_mem_mib', 'v6_mem_ratio')
 MODES = ('infer', 'train')
 COMPILE_CHOICES = {'eager': (False,), 'compiled': (True,), 'both': (False, True)}
 
@@ -106,14 +120,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--archs', nargs='+', choices=ARCHS, default=None, help='model sizes')
     p.add_argument('--resolutions', nargs='+', type=int, default=None,
                    help='square input sides in pixels (multiples of 16)')
-    p.add_argument('--batch-size', type=int, default=None, help='images per forward pass')
+    p.add_argument('--batch-size', type=int, nargs='+', default=None,
+                   help='images per forward pass; several give table rows and plot panels '
+                        'per batch size')
     p.add_argument('--dtype', choices=sorted(bh.DTYPES), default=None,
                    help='weights and input dtype (default: float32 on cpu, bfloat16 on cuda)')
     p.add_argument('--baseline', choices=['auto', 'mmpretrain', 'torchvision'], default='auto',
                    help='where the ViT comes from (auto: mmpretrain if installed, else '
                         'torchvision)')
-    p.add_argument('--models', nargs='+', choices=MODELS, default=list(MODELS),
-                   help='which backbones to measure')
+    p.add_argument('--models', nargs='+', choices=MODELS, default=list(DEFAULT_MODELS),
+                   help='which backbones to measure (vrwkv6: mmvrwkv.VRWKV6, built only when '
+                        'asked for)')
     p.add_argument('--mode', choices=MODES, default='infer',
                    help='infer: forward only; train: forward + backward + AdamW step')
     p.add_argument('--compile', choices=sorted(COMPILE_CHOICES), default='eager',
@@ -125,8 +142,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--json', metavar='FILE', help='write settings, measurements and table as JSON')
     p.add_argument('--plot', metavar='FILE', help='write a PNG of img/s and memory vs resolution')
     args = bh.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
-    if args.batch_size < 1:
+    if min(args.batch_size) < 1:
         p.error('--batch-size must be >= 1')
+    args.batch_size = sorted(set(args.batch_size))
+    args.models = list(dict.fromkeys(args.models))
+    if 'vrwkv6' in args.models and vrwkv6_class() is None:
+        p.error('--models vrwkv6: mmvrwkv.VRWKV6 is not registered in this checkout '
+                '(mmvrwkv.models.backbones has no VRWKV6)')
     bad = [r for r in args.resolutions if r < 16 or r % 16]
     if bad:
         p.error(f'resolutions must be positive multiples of the patch size 16, got {bad}')
@@ -183,13 +205,25 @@ class TorchvisionViT(nn.Module):
         return (x[:, 1:].transpose(1, 2).reshape(B, -1, *hw), )
 
 
+def vrwkv6_class():
+    """``mmvrwkv.VRWKV6`` from the registry, or None where it is not registered."""
+    import mmvrwkv.models  # noqa: F401  (registers the backbones)
+    from mmvrwkv.registry import MODELS as REGISTRY
+    return REGISTRY.get('VRWKV6')
+
+
 def build_model(model, arch, res, baseline, depth=None, wkv_backend='auto'):
-    if model == 'vrwkv':
-        from mmvrwkv.models.backbones import VRWKV
+    if model in ('vrwkv', 'vrwkv6'):
+        if model == 'vrwkv':
+            from mmvrwkv.models.backbones import VRWKV as cls
+        else:
+            cls = vrwkv6_class()
+            if cls is None:
+                raise ValueError("model 'vrwkv6': mmvrwkv.VRWKV6 is not registered")
         kw = dict(arch=arch, img_size=res, patch_size=16, wkv_backend=wkv_backend)
         if depth is not None:
             kw['depth'] = depth
-        return VRWKV(**kw)
+        return cls(**kw)
     spec = dict(VIT_ARCHS[arch])
     if depth is not None:
         spec['num_layers'] = depth
@@ -200,18 +234,21 @@ def build_model(model, arch, res, baseline, depth=None, wkv_backend='auto'):
 
 
 def model_label(model, arch, baseline):
-    if model == 'vrwkv':
-        return f'VRWKV-{arch[0].upper()}'
+    if model in ('vrwkv', 'vrwkv6'):
+        return f'{model.upper()}-{arch[0].upper()}'
     return f'DeiT-{arch[0].upper()} ({baseline})'
 
 
 # ----------------------------------------------------------------------------- measuring
 
-def result_record(model_name, arch, res, args, status='ok', error=None, compiled=False):
-    """The result dict of one model at one resolution, before measuring (or for a skipped
-    one: status 'OOM' with the reason in ``error``)."""
+def result_record(model_name, arch, res, args, status='ok', error=None, compiled=False,
+                  batch=None):
+    """The result dict of one model at one resolution and batch size (default: the first
+    of --batch-size), before measuring (or for a skipped one: status 'OOM' with the reason in
+    ``error``)."""
     return dict(model=model_name, arch=arch, res=res, tokens=(res // 16) ** 2,
-                batch=args.batch_size, mode=args.mode, compiled=bool(compiled),
+                batch=args.batch_size[0] if batch is None else batch, mode=args.mode,
+                compiled=bool(compiled),
                 name=model_label(model_name, arch, args.baseline),
                 status=status, img_s=None, median_s=None, min_s=None, spread=None, times_s=[],
                 mem_mib=None, params=None, error=error)
@@ -239,11 +276,12 @@ def make_step(model, x, mode, compiled):
     return step
 
 
-def measure_one(args, model_name, arch, res, memory, compiled=False):
-    """One model at one resolution: returns a result dict (status 'ok', 'OOM' or 'error');
-    peak memory is taken during the first timed run."""
-    device, dtype, B = args.device, bh.DTYPES[args.dtype], args.batch_size
-    result = result_record(model_name, arch, res, args, compiled=compiled)
+def measure_one(args, model_name, arch, res, memory, compiled=False, batch=None):
+    """One model at one resolution and batch size: returns a result dict (status 'ok',
+    'OOM' or 'error'); peak memory is taken during the first timed run."""
+    device, dtype = args.device, bh.DTYPES[args.dtype]
+    B = args.batch_size[0] if batch is None else batch
+    result = result_record(model_name, arch, res, args, compiled=compiled, batch=B)
     model = x = step = None
     try:
         base = memory.baseline()
@@ -299,31 +337,39 @@ def warm_up_process(args):
 
 
 def run_sweep(args, progress=None):
-    """Every arch x model x resolution (larger resolutions after an OOM are skipped as OOM):
-    the result dicts and the memory meter's note (None when it works)."""
+    """Every batch size x arch x model x resolution (larger resolutions after an OOM are
+    skipped as OOM): the result dicts and the memory meter's note (None when it works)."""
     memory = bh.memory_meter(args.device)
     warm_up_process(args)
     results = []
-    for arch in args.archs:
-        for model_name in args.models:
-            for compiled in COMPILE_CHOICES[args.compile]:
-                oom_at = None
-                for res in args.resolutions:
-                    if oom_at is not None:
-                        r = result_record(model_name, arch, res, args, 'OOM',
-                                          f'skipped: out of memory at {oom_at}px', compiled)
-                    else:
-                        if progress is not None:
-                            progress.set_description(
-                                f'{model_label(model_name, arch, args.baseline)} {res}px'
-                                + (' compiled' if compiled else ''))
-                        r = measure_one(args, model_name, arch, res, memory, compiled)
-                        if r['status'] == 'OOM':
-                            oom_at = res
-                    results.append(r)
-                    if progress is not None:
-                        progress.update(1)
+    for batch in args.batch_size:
+        for arch in args.archs:
+            for model_name in args.models:
+                for compiled in COMPILE_CHOICES[args.compile]:
+                    results.extend(sweep_resolutions(args, model_name, arch, compiled, batch,
+                                                     memory, progress))
     return results, memory.reason
+
+
+def sweep_resolutions(args, model_name, arch, compiled, batch, memory, progress=None):
+    """One model variant at one batch size over --resolutions, in increasing order."""
+    results, oom_at = [], None
+    for res in args.resolutions:
+        if oom_at is not None:
+            r = result_record(model_name, arch, res, args, 'OOM',
+                              f'skipped: out of memory at {oom_at}px', compiled, batch)
+        else:
+            if progress is not None:
+                progress.set_description(
+                    f'{model_label(model_name, arch, args.baseline)} {res}px B={batch}'
+                    + (' compiled' if compiled else ''))
+            r = measure_one(args, model_name, arch, res, memory, compiled, batch)
+            if r['status'] == 'OOM':
+                oom_at = res
+        results.append(r)
+        if progress is not None:
+            progress.update(1)
+    return results
 
 
 def _value(r, key):
@@ -338,24 +384,39 @@ def _ratio(x, y):
     return x / y if ok else None
 
 
-def build_table(results, archs, resolutions, compile_variants=(False,)):
-    """One row per (arch, resolution, eager/compiled), columns TABLE_COLUMNS; ratios are
-    VRWKV / ViT of the same variant."""
-    by_key = {(r['model'], r['arch'], r['res'], r.get('compiled', False)): r for r in results}
+def table_columns(models=DEFAULT_MODELS):
+    """The table's keys: TABLE_COLUMNS, plus V6_COLUMNS when VRWKV6 is measured."""
+    return TABLE_COLUMNS + (V6_COLUMNS if 'vrwkv6' in models else ())
+
+
+def build_table(results, archs, resolutions, compile_variants=(False,), batches=None,
+                models=DEFAULT_MODELS):
+    """One row per (batch, arch, resolution, eager/compiled), columns
+    ``table_columns(models)``; ratios are VRWKV (VRWKV6) / ViT of the same variant."""
+    by_key = {(r['model'], r['arch'], r['res'], r.get('compiled', False), r.get('batch')): r
+              for r in results}
+    if batches is None:
+        batches = sorted({r.get('batch') for r in results}, key=lambda b: (b is None, b))
     rows = []
-    for arch in archs:
-        for res in resolutions:
-            for compiled in compile_variants:
-                a = by_key.get(('vrwkv', arch, res, compiled))
-                b = by_key.get(('vit', arch, res, compiled))
-                row = dict(arch=arch, res=res, tokens=(res // 16) ** 2,
-                           batch=(a or b or {}).get('batch'),
-                           compiled='compiled' if compiled else 'eager',
-                           vrwkv_img_s=_value(a, 'img_s'), vit_img_s=_value(b, 'img_s'),
-                           vrwkv_mem_mib=_value(a, 'mem_mib'), vit_mem_mib=_value(b, 'mem_mib'))
-                row['speed_ratio'] = _ratio(row['vrwkv_img_s'], row['vit_img_s'])
-                row['mem_ratio'] = _ratio(row['vrwkv_mem_mib'], row['vit_mem_mib'])
-                rows.append({k: row[k] for k in TABLE_COLUMNS})
+    for batch in batches:
+        for arch in archs:
+            for res in resolutions:
+                for compiled in compile_variants:
+                    def get(model):
+                        return by_key.get((model, arch, res, compiled, batch))
+                    a, b, c = get('vrwkv'), get('vit'), get('vrwkv6')
+                    row = dict(arch=arch, res=res, tokens=(res // 16) ** 2, batch=batch,
+                               compiled='compiled' if compiled else 'eager',
+                               vrwkv_img_s=_value(a, 'img_s'), vit_img_s=_value(b, 'img_s'),
+                               vrwkv_mem_mib=_value(a, 'mem_mib'),
+                               vit_mem_mib=_value(b, 'mem_mib'),
+                               vrwkv6_img_s=_value(c, 'img_s'),
+                               vrwkv6_mem_mib=_value(c, 'mem_mib'))
+                    row['speed_ratio'] = _ratio(row['vrwkv_img_s'], row['vit_img_s'])
+                    row['mem_ratio'] = _ratio(row['vrwkv_mem_mib'], row['vit_mem_mib'])
+                    row['v6_speed_ratio'] = _ratio(row['vrwkv6_img_s'], row['vit_img_s'])
+                    row['v6_mem_ratio'] = _ratio(row['vrwkv6_mem_mib'], row['vit_mem_mib'])
+                    rows.append({k: row[k] for k in table_columns(models)})
     return rows
 
 
@@ -366,53 +427,107 @@ COLUMNS = [bh.Column(title, key, fmt, missing='n/a') for title, key, fmt in (
     ('VRWKV img/s', 'vrwkv_img_s', '.2f'), ('ViT img/s', 'vit_img_s', '.2f'),
     ('speed x', 'speed_ratio', '.2f'), ('VRWKV MiB', 'vrwkv_mem_mib', '.1f'),
     ('ViT MiB', 'vit_mem_mib', '.1f'), ('mem x', 'mem_ratio', '.2f'))]
+V6_TABLE_COLUMNS = [bh.Column(title, key, fmt, missing='n/a') for title, key, fmt in (
+    ('VRWKV6 img/s', 'vrwkv6_img_s', '.2f'), ('v6 speed x', 'v6_speed_ratio', '.2f'),
+    ('VRWKV6 MiB', 'vrwkv6_mem_mib', '.1f'), ('v6 mem x', 'v6_mem_ratio', '.2f'))]
 
 
-def format_table(rows, baseline):
+def format_table(rows, baseline, models=DEFAULT_MODELS):
     """The table and a line that says what the ratios mean."""
-    return (bh.format_table(COLUMNS, rows) + '\n'
+    v6 = 'vrwkv6' in models
+    columns = COLUMNS + (V6_TABLE_COLUMNS if v6 else [])
+    return (bh.format_table(columns, rows) + '\n'
             f'ViT = DeiT of the same size from {baseline}; speed x = img/s VRWKV / ViT '
-            '(> 1: VRWKV faster); mem x = peak memory VRWKV / ViT (< 1: VRWKV lighter)')
+            '(> 1: VRWKV faster); mem x = peak memory VRWKV / ViT (< 1: VRWKV lighter)'
+            + ('; v6 speed x, v6 mem x: the same for VRWKV6' if v6 else ''))
+
+
+# Markers per model (colours are per model and size, see series_styles).
+MODEL_MARKERS = {'vrwkv': 'o', 'vrwkv6': 'D', 'vit': 's'}
+# The ratio panel: (VRWKV model, ratio of what, results key, line style).
+RATIOS = (('img/s', 'img_s', '-'), ('memory', 'mem_mib', '--'))
+
+
+def series_styles(args):
+    """A distinct colour per (size, model) series of the sweep, in plot order; compiled
+    variants share their model's colour, dotted with hollow markers."""
+    styles = {}
+    for arch in args.archs:
+        for model_name in args.models:
+            i = len({k[:2] for k in styles})
+            for compiled in COMPILE_CHOICES[args.compile]:
+                style = bh.series_style(i)
+                style['marker'] = MODEL_MARKERS[model_name]
+                if compiled:
+                    style.update(linestyle=':', markerfacecolor='none')
+                styles[(arch, model_name, compiled)] = style
+    return styles
+
+
+def _ok_points(rs, key):
+    return sorted((r['res'], r[key]) for r in rs if r['status'] == 'ok' and r[key])
+
+
+def ratio_points(results, model_name, arch, compiled, batch, key):
+    """(resolution, model / ViT) of ``key`` where both were measured."""
+    def series(name):
+        return {r['res']: r[key] for r in results
+                if r['model'] == name and r['arch'] == arch and r['status'] == 'ok'
+                and r.get('compiled', False) == compiled and r['batch'] == batch and r[key]}
+    mine, vit = series(model_name), series('vit')
+    return sorted((res, mine[res] / vit[res]) for res in mine if res in vit)
 
 
 def plot(results, args, path, env=None):
-    """img/s and peak memory vs resolution: a colour per size, solid VRWKV, dashed ViT;
-    failed measurements are marked on the x axis."""
-    fig, axes = bh.subplots(1, 2, panel=(6.0, 4.5))
-    axes = axes[0]
-    for i, arch in enumerate(args.archs):
-        for model_name, compiled in ((m, c) for m in args.models
-                                     for c in COMPILE_CHOICES[args.compile]):
+    """A row of three panels per batch size: img/s and peak memory vs resolution (a colour per
+    model and size; failures marked on the x axis), and VRWKV / ViT of both (solid: speed,
+    dashed: memory; the line at 1 is parity). Log axes labelled with the measured values."""
+    batches = list(args.batch_size)
+    with_ratio = 'vit' in args.models and len(args.models) > 1
+    ncols = 3 if with_ratio else 2
+    fig, axes = bh.subplots(len(batches), ncols, panel=(5.2, 4.2))
+    styles = series_styles(args)
+    for row, batch in zip(axes, batches):
+        for (arch, model_name, compiled), style in styles.items():
             rs = [r for r in results if r['arch'] == arch and r['model'] == model_name
-                  and r.get('compiled', False) == compiled]
-            style = bh.series_style(i, dashed=model_name == 'vit')
-            if model_name == 'vit':
-                style['marker'] = 's'
-            if compiled:
-                style.update(linestyle=':', marker='^' if model_name == 'vrwkv' else 'v')
+                  and r.get('compiled', False) == compiled and r['batch'] == batch]
             label = model_label(model_name, arch, args.baseline) + (
                 ' compiled' if compiled else '')
-            for ax, key in zip(axes, ('img_s', 'mem_mib')):
-                pts = [(r['res'], r[key]) for r in rs if r['status'] == 'ok' and r[key]]
+            for ax, key in zip(row, ('img_s', 'mem_mib')):
+                pts = _ok_points(rs, key)
                 if pts:
                     ax.plot(*zip(*pts), label=label, **style)
                 for r in rs:  # mark failures on the x axis
                     if r['status'] != 'ok':
                         ax.annotate(r['status'], (r['res'], 0), xycoords=('data', 'axes fraction'),
                                     color=style['color'], fontsize=7, ha='center', va='bottom')
-    for ax, title in zip(axes, ('throughput (img/s)', 'peak memory (MiB)')):
-        ax.set_xlabel('resolution (px, square)')
-        ax.set_title(title)
-        bh.log_axis(ax, 'x', args.resolutions)
-        if ax.lines:
-            bh.log_axis(ax, 'y')
-            ax.legend(fontsize=7)
-        ax.grid(True, which='both', alpha=0.3)
+            if with_ratio and model_name != 'vit':
+                for what, key, linestyle in RATIOS:
+                    pts = ratio_points(results, model_name, arch, compiled, batch, key)
+                    if pts:
+                        row[2].plot(*zip(*pts), label=f'{label} / ViT {what}',
+                                    **dict(style, linestyle=linestyle if not compiled else ':'))
+        titles = ['throughput (img/s, higher is better)', 'peak memory (MiB, lower is better)']
+        ylabels = ['img/s', 'MiB']
+        if with_ratio:
+            row[2].axhline(1.0, color='k', linewidth=0.8, label='parity (1)')
+            titles.append('VRWKV / ViT: speed (solid), memory (dashed)')
+            ylabels.append('ratio')
+        for ax, title, ylabel in zip(row, titles, ylabels):
+            ax.set_xlabel('resolution (px, square)')
+            ax.set_ylabel(ylabel)
+            ax.set_title(f'{title}, batch {batch}' if len(batches) > 1 else title, fontsize=9)
+            bh.log_axis(ax, 'x', args.resolutions)
+            if ax.lines:
+                bh.log_axis(ax, 'y')
+                ax.legend(fontsize=7)
+            ax.grid(True, which='both', alpha=0.3)
     env = env or dict(device=args.device, device_name=args.device,
                       threads=torch.get_num_threads())
-    what = 'inference' if args.mode == 'infer' else 'training step'
-    bh.save_figure(fig, path, bh.plot_title(f'VRWKV vs ViT backbone {what}', env, args.dtype,
-                                            args.batch_size))
+    what = 'inference' if args.mode == 'infer' else 'training step (fwd + bwd + AdamW)'
+    run = {'eager': 'eager', 'compiled': 'torch.compile', 'both': 'eager and torch.compile'}
+    bh.save_figure(fig, path, bh.plot_title(
+        f'Backbones, {what}, {run[args.compile]}', env, args.dtype, batches))
 
 
 def main(argv=None):
@@ -420,21 +535,23 @@ def main(argv=None):
     if args.device == 'cuda':
         torch.backends.cudnn.benchmark = False
     variants = COMPILE_CHOICES[args.compile]
-    total = len(args.archs) * len(args.resolutions) * len(args.models) * len(variants)
+    total = (len(args.archs) * len(args.resolutions) * len(args.models) * len(variants)
+             * len(args.batch_size))
     t0 = time.time()
     with bh.Progress(total, 'model', args.no_progress) as progress:
         results, mem_note = run_sweep(args, progress)
-    rows = build_table(results, args.archs, args.resolutions, variants)
+    rows = build_table(results, args.archs, args.resolutions, variants, args.batch_size,
+                       args.models)
     print(f'mode {args.mode}, device {args.device}, dtype {args.dtype}, '
-          f'batch {args.batch_size}, warmup '
+          f'batch {" ".join(map(str, args.batch_size))}, warmup '
           f'{args.warmup}, median of {args.repeat} runs, threads {torch.get_num_threads()}'
           + (f', depth {args.depth}' if args.depth else '') + f', {time.time() - t0:.0f}s')
-    print(format_table(rows, args.baseline))
+    print(format_table(rows, args.baseline, args.models))
     if mem_note:
         print(mem_note)
     for r in results:
         if r['status'] != 'ok':
-            print(f"{r['name']} {r['res']}px: {r['status']} {r['error'] or ''}")
+            print(f"{r['name']} {r['res']}px B={r['batch']}: {r['status']} {r['error'] or ''}")
     env = bh.environment(args.device, args.dtype, ('mmpretrain', 'torchvision'))
     if 'available_backends' in env:
         env['wkv_backends'] = env['available_backends']  # this tool's earlier name for it
@@ -442,7 +559,7 @@ def main(argv=None):
     doc = dict(tool='benchmark_model', environment=env, settings=settings,
                memory_method=(bh.CudaMemory if args.device == 'cuda' else bh.CpuMemory).method,
                memory_note=mem_note,
-               results=results, table=rows, columns=list(TABLE_COLUMNS))
+               results=results, table=rows, columns=list(table_columns(args.models)))
     bh.write_outputs(args.json, doc, args.plot, lambda path: plot(results, args, path, env))
     return dict(results=results, table=rows, memory_note=mem_note)
 
