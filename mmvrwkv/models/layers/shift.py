@@ -125,7 +125,7 @@ class TokenShift(nn.Module):
         """Mixed inputs for tokens ``x [B, T, C]`` on the grid ``(H, W)``, one per mix name."""
         if not self.with_shift or not self.mix_names:
             return (x,) * len(self.mix_names)
-        coeffs = [getattr(self, f'spatial_mix_{name}').to(x.dtype) for name in self.mix_names]
+        coeffs = [p.to(x.dtype) for p in self.mix_parameters()]
         backend = self.fused_backend(x)
         if backend is not None:
             mix = torch.cat([c.reshape(1, -1) for c in coeffs])
