@@ -58,11 +58,15 @@ def resolve_task(cfg: Any, task: Optional[str]) -> str:
 def _cls_runner(config: str, checkpoint: str, device: str, vis_dir: str, **_: Any
                 ) -> Callable[[str], str]:
     import mmcv
+    from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
     from mmpretrain.utils import progress
 
     from mmvrwkv.apis import display_scale
     progress.disable_progress_bar = True  # one bar per image would hide our progress lines
+    # mmpretrain's inferencer builds its pipeline in the current default scope (mmdet's and
+    # mmseg's set theirs): make it mmpretrain's, whatever ran before in this process
+    init_default_scope('mmpretrain')
     inferencer = ImageClassificationInferencer(config, pretrained=checkpoint, device=device)
 
     def run(image: str) -> str:

@@ -32,13 +32,12 @@ def save_initialised_checkpoint(config: str, path: str) -> str:
     """Build the model of ``config`` in its scope, initialise it, save it with the class
     names; returns ``path``."""
     from mmengine.config import Config
-    from mmengine.registry import MODELS, DefaultScope, init_default_scope
+    from mmengine.registry import MODELS, DefaultScope
 
     import mmvrwkv  # noqa: F401  (registers our modules)
     cfg = Config.fromfile(config)
-    init_default_scope(cfg.default_scope)
     torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):  # (no global scope left)
         model = MODELS.build(cfg.model)
     model.init_weights()
     dataset = cfg.test_dataloader.dataset
@@ -77,3 +76,29 @@ def demo_case(task: str, work: str, digits: str, shapes: str) -> SimpleNamespace
         options = {'test_dataloader.dataset.data_root': root}
     return SimpleNamespace(task=task, config=config, checkpoint=checkpoint, images=images,
                            options=options)
+
+
+def official_layout(model) -> dict:
+    """Random weights of an mmpretrain classifier in the layout of the official
+    InternImage-style files: under 'model', bare backbone keys and a bare linear head (the
+    converter's mapping must undo this), class names as mmcls 0.x's ``meta['CLASSES']``."""
+    weights = {}
+    for key, value in model.state_dict().items():
+        key = key.replace('backbone.', '', 1).replace('head.fc.', 'head.', 1)
+        weights[key] = torch.randn_like(value) if value.is_floating_point() else value
+    classes = [f'class {i}' for i in range(model.head.num_classes)]
+    return {'model': weights, 'meta': {'CLASSES': classes}}
+
+
+def serve_official_download(monkeypatch, tmp_path, url: str, source: str) -> None:
+    """Make mmvrwkv's http loader 'download' ``url`` by copying the local file ``source``
+    (into a hub cache under ``tmp_path``); tests have no network."""
+    import shutil
+
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+
+    def fake_download(src, dst, progress=True):
+        assert src == url, src
+        shutil.copyfile(source, dst)
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _options(case, **extra):
-    opts = dict(case.options, experiment_name=f'test_{uuid.uuid4().hex[:8]}', **extra)
+    # Unique names: mmdet's / mmseg's configs name their visualizer 'visualizer', and in a
+    # process that already made one, mmengine would hand the hook an older visualizer.
+    name = f'test_{uuid.uuid4().hex[:8]}'
+    opts = dict(case.options, experiment_name=name, **{'visualizer.name': name}, **extra)
     return ['--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
 
 
