@@ -30,9 +30,10 @@ needs_cpu = pytest.mark.skipif(not compiled_available(),
                                reason='mmvrwkv._ext without the token-shift kernels')
 TOL = {F64: 1e-12, F32: 1e-5}
 # (grid, C, num_heads, channel_gamma): odd grids, a single row / column, T = 1, C not
-# divisible by 4, a gamma below 1/4 (unchanged channels in every head), several heads.
+# divisible by 4, a gamma below 1/4 (unchanged channels in every head), several heads, heads
+# too small for one channel per direction (q = 0 in q_shift_multihead: nothing moves).
 CASES = [((3, 5), 12, 3, 0.25), ((1, 7), 10, 2, 0.25), ((7, 1), 13, 1, 0.2),
-         ((1, 1), 8, 2, 0.25), ((4, 6), 16, 2, 0.125)]
+         ((1, 1), 8, 2, 0.25), ((4, 6), 16, 2, 0.125), ((2, 3), 6, 3, 0.25)]
 SHIFTS = (0, 1, 2, 50)
 
 
