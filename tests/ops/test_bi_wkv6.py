@@ -1,7 +1,7 @@
 """Tests of the bidirectional WKV6 op (formula in mmvrwkv/ops/bi_wkv6/reference.py): every
 backend against the float64 O(T^2) reference (values and the gradients of r, k, v, w, u),
 gradcheck, lengths 1 / 257 / 1025 / 16384, odd and full-size heads, the variants that decay by
-the end tokens, extreme values, input checks, torch.compile, jit.trace, CUDA.
+the end tokens, extreme values, input checks, torch.compile, jit.trace, ONNX export, CUDA.
 
 Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6_cpu.cpp running the core
 kernels/bi_wkv6_core.h: column view for y and grad v, row view with checkpoints every ~sqrt(T)
@@ -322,6 +322,25 @@ def test_jit_trace_uses_torch_path():
     assert 'bi_wkv6_forward' not in str(traced.graph)
     r2, k2, v2, w2, u2, _ = make_inputs(1, 7, 1, 3, seed=4)
     assert rel_err(traced(r2, k2, v2, w2, u2), bi_wkv6_reference(r2, k2, v2, w2, u2)) < 1e-5
+
+
+@pytest.mark.filterwarnings('ignore')
+def test_onnx_export_uses_torch_path(tmp_path):
+    """Path: 'auto' while exporting (legacy TorchScript exporter) -> 'torch'; onnxruntime
+    reproduces the op."""
+    ort = pytest.importorskip('onnxruntime')
+
+    class Mixer(torch.nn.Module):
+        def forward(self, r, k, v, w, u):
+            return bi_wkv6(r, k, v, w, u)
+
+    r, k, v, w, u, _ = make_inputs(1, 40, 2, 3)
+    path = str(tmp_path / 'bi_wkv6.onnx')
+    torch.onnx.export(Mixer(), (r, k, v, w, u), path, dynamo=False, opset_version=17)
+    sess = ort.InferenceSession(path)
+    feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), (r, k, v, w, u))}
+    y = torch.from_numpy(sess.run(None, feeds)[0])
+    assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < 1e-5
 
 
 # --------------------------------------------------------------------------------------

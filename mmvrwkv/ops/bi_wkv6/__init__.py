@@ -15,6 +15,7 @@ implementation (:mod:`.compiled`), so ``fullgraph=True`` works.
 """
 import torch
 
+from ..bi_wkv import _FLOATS, _exporting
 from .compiled import compiled_available, compiled_has_cuda, compiled_load_error
 from .reference import bi_wkv6_reference
 from .torch import bi_wkv6_torch
@@ -24,7 +25,6 @@ from .torch import bi_wkv6_torch
 import torch  # noqa: E402,F811
 
 BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check(r, k, v, w, u) -> None:
@@ -51,11 +51,6 @@ def _check(r, k, v, w, u) -> None:
         if x.device != r.device:
             raise ValueError(f'bi_wkv6: {name} is on {x.device} but r is on {r.device}; '
                              'all inputs must be on one device')
-
-
-def _exporting() -> bool:
-    onnx = getattr(torch, 'onnx', None)
-    return bool(onnx is not None and hasattr(onnx, 'is_in_onnx_export') and onnx.is_in_onnx_export())
 
 
 def available_backends() -> tuple:
