@@ -44,6 +44,15 @@ What is counted (``--convention mmcv``, the default; the convention of mmcv's
   outside (:func:`record_bi_wkv_calls`: hooks on the modules that call the op, which say
   their call with ``bi_wkv_call(x)``) during the traced forward itself (no extra forward);
   should the analysis run the model more than once, one pass is counted.
+* the Bi-WKV6 op of VRWKV6: **7 * head_size * B * T * C per call**
+  (``mmvrwkv.ops.bi_wkv6_flops``: per token, value channel and key channel of its head, 3
+  multiply-adds in each of the two scans plus 1 for the bonus; the head-size term of the
+  original VRWKV6 FLOP tool). Recorded the same way (``bi_wkv6_call(x)`` of
+  :class:`~mmvrwkv.models.layers.SpatialMix6`). Its portable backend, which runs while
+  tracing, is made of ``einsum`` s the analyzer *does* count; that count (measured by tracing
+  the op alone on the recorded shapes) is taken off the calling module and its ancestors, so
+  the op is counted once, by the formula. The LoRA products around it (``@`` / ``bmm``) are
+  ordinary traced matmuls.
 
 * the adapter's multi-scale deformable attention: its projections are linear layers; its
   bilinear sampling is counted at 4 per sampled value (mmengine's ``grid_sampler`` handle)
@@ -315,26 +324,36 @@ def format_table(rows: List[dict]) -> str:
 
 
 # ------------------------------------------------------------------------- Bi-WKV calls
+#: Method a module calling a WKV op has (returning the call's sizes) -> the op.
+CALL_METHODS = {'bi_wkv_call': 'bi_wkv', 'bi_wkv6_call': 'bi_wkv6'}
+
+
 class BiWKVCall(NamedTuple):
-    """One Bi-WKV call seen by :class:`BiWKVRecorder`."""
+    """One Bi-WKV (``op='bi_wkv'``) or Bi-WKV6 (``op='bi_wkv6'``) call seen by
+    :class:`BiWKVRecorder`."""
     B: int
     T: int
     C: int
-    causal: bool
+    causal: bool    # Bi-WKV's causal flag (False for Bi-WKV6)
     module: str     # name (in the recorder's model) of the module that made the call
     pass_idx: int   # index of the top-level forward of the model it happened in
+    op: str = 'bi_wkv'
+    head_size: int = 0  # Bi-WKV6's channels per head (0 for Bi-WKV)
 
     @property
     def flops(self) -> int:
-        from mmvrwkv.ops import bi_wkv_flops
+        from mmvrwkv.ops import bi_wkv6_flops, bi_wkv_flops
+        if self.op == 'bi_wkv6':
+            return bi_wkv6_flops(self.B, self.T, self.C, self.head_size)
         return bi_wkv_flops(self.B, self.T, self.C, self.causal)
 
 
 class BiWKVRecorder:
-    """Records the Bi-WKV calls of a model's forwards from the outside: a forward pre-hook on
-    every module with a ``bi_wkv_call(x, ...)`` method (the layers that call the op) records
-    the ``(B, T, C, causal)`` it returns; a pre-hook on the model itself counts passes (a tool
-    whose analysis runs the forward more than once takes one with :meth:`single_pass`)."""
+    """Records the WKV-op calls of a model's forwards from the outside: a forward pre-hook on
+    every module with a ``bi_wkv_call(x, ...)`` method (the layers that call Bi-WKV; it returns
+    ``(B, T, C, causal)``) or a ``bi_wkv6_call(x, ...)`` method (Bi-WKV6; ``(B, T, C,
+    head_size)``) records the call; a pre-hook on the model itself counts passes (a tool whose
+    analysis runs the forward more than once takes one with :meth:`single_pass`)."""
 
     def __init__(self, model: 'torch.nn.Module') -> None:
         self.model = model
@@ -345,8 +364,10 @@ class BiWKVRecorder:
     def __enter__(self) -> 'BiWKVRecorder':
         self._handles.append(self.model.register_forward_pre_hook(self._new_pass))
         for name, module in self.model.named_modules():
-            if callable(getattr(module, 'bi_wkv_call', None)):
-                self._handles.append(module.register_forward_pre_hook(self._recorder(name)))
+            for method, op in CALL_METHODS.items():
+                if callable(getattr(module, method, None)):
+                    self._handles.append(module.register_forward_pre_hook(
+                        self._recorder(name, method, op)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -357,11 +378,14 @@ class BiWKVRecorder:
     def _new_pass(self, module, args) -> None:
         self.num_passes += 1
 
-    def _recorder(self, name: str):
+    def _recorder(self, name: str, method: str, op: str):
         def hook(module, args) -> None:
-            B, T, C, causal = module.bi_wkv_call(*args)
-            self.calls.append(BiWKVCall(B, T, C, bool(causal), name,
-                                        max(self.num_passes - 1, 0)))
+            B, T, C, last = getattr(module, method)(*args)
+            pass_idx = max(self.num_passes - 1, 0)
+            if op == 'bi_wkv6':
+                self.calls.append(BiWKVCall(B, T, C, False, name, pass_idx, op, int(last)))
+            else:
+                self.calls.append(BiWKVCall(B, T, C, bool(last), name, pass_idx))
         return hook
 
     def passes(self) -> List[List[BiWKVCall]]:
@@ -375,9 +399,9 @@ class BiWKVRecorder:
         """The calls of ONE forward; all passes must agree (else RuntimeError), the last is
         returned."""
         groups = self.passes()
-        key = [(c.B, c.T, c.C, c.causal, c.module) for c in groups[-1]]
+        key = [c[:5] + c[6:] for c in groups[-1]]
         for i, group in enumerate(groups[:-1]):
-            if [(c.B, c.T, c.C, c.causal, c.module) for c in group] != key:
+            if [c[:5] + c[6:] for c in group] != key:
                 raise RuntimeError(
                     f'Bi-WKV calls differ between forward passes {i} and {len(groups) - 1} '
                     f'({len(group)} vs {len(key)} calls); record a single forward instead')
@@ -405,6 +429,48 @@ def record_bi_wkv_calls(model: 'torch.nn.Module') -> BiWKVRecorder:
     return BiWKVRecorder(model)
 
 
+def traced_bi_wkv6_flops(call: BiWKVCall, convention: str = 'mmcv') -> int:
+    """What the analyzer counts for one Bi-WKV6 call of ``call``'s sizes when it traces the
+    op alone (its portable backend, the one that runs while tracing)."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer
+    from mmvrwkv.ops import bi_wkv6
+
+    class _Op(torch.nn.Module):
+        def forward(self, x, u):
+            return bi_wkv6(x, x, x, x, u)
+
+    x = torch.zeros(call.B, call.T, call.C)
+    u = torch.zeros(call.C // call.head_size, call.head_size)
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(_Op(), (x, u))
+        handles = convention_handles(convention)
+        if handles:
+            analyzer.set_op_handle(**handles)
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.tracer_warnings('none')
+        return int(analyzer.total())
+
+
+def _take_off_traced_bi_wkv6(calls: List[BiWKVCall], by_module: Dict[str, int],
+                             convention: str) -> int:
+    """Remove the analyzer's own count of the Bi-WKV6 calls from ``by_module`` (the calling
+    module and its ancestors, ``''`` the total); returns the amount removed."""
+    removed, cache = 0, {}
+    for call in calls:
+        if call.op != 'bi_wkv6':
+            continue
+        key = (call.B, call.T, call.C, call.head_size)
+        if key not in cache:
+            cache[key] = traced_bi_wkv6_flops(call, convention)
+        parts = call.module.split('.') if call.module else []
+        for name in [''] + ['.'.join(parts[:i]) for i in range(1, len(parts) + 1)]:
+            if name in by_module:
+                by_module[name] -= cache[key]
+        removed += cache[key]
+    return removed
+
+
 def analyze_module(module, fn, x, convention: str = 'mmcv') -> dict:
     """Trace ``fn(x)`` (run as ``module(x)``) with FlopAnalyzer while recording Bi-WKV calls."""
     import torch
@@ -423,9 +489,16 @@ def analyze_module(module, fn, x, convention: str = 'mmcv') -> dict:
         by_operator = {k: int(v) for k, v in analyzer.by_operator().items()}
         unsupported = dict(analyzer.unsupported_ops())
     calls = rec.single_pass()
+    traced_wkv6 = _take_off_traced_bi_wkv6(calls, by_module, convention)
+    if traced_wkv6:
+        total -= traced_wkv6
+        by_operator['einsum'] = by_operator.get('einsum', 0) - traced_wkv6
+        if not by_operator['einsum']:
+            del by_operator['einsum']
     return dict(total=total, by_module=by_module, by_operator=by_operator,
                 unsupported=unsupported, calls=calls, passes=rec.num_passes,
-                wkv_by_module=rec.by_module(calls), wkv_total=rec.flops(calls))
+                wkv_by_module=rec.by_module(calls), wkv_total=rec.flops(calls),
+                traced_bi_wkv6_removed=traced_wkv6)
 
 
 def get_flops(config: str, shape: Optional[Sequence[int]] = None, backbone_only: bool = False,
@@ -490,11 +563,16 @@ def get_flops(config: str, shape: Optional[Sequence[int]] = None, backbone_only:
     params = {k: int(v) for k, v in parameter_count(module).items()}
     rows = _module_table(module, params, result['by_module'], result['wkv_by_module'],
                          max_depth)
-    calls = result['calls']
+    calls = [c for c in result['calls'] if c.op == 'bi_wkv']
+    calls6 = [c for c in result['calls'] if c.op == 'bi_wkv6']
     call_groups = Counter((c.B, c.T, c.C, c.causal) for c in calls)
+    call6_groups = Counter((c.B, c.T, c.C, c.head_size) for c in calls6)
+    flops_wkv, flops_wkv6 = sum(c.flops for c in calls), sum(c.flops for c in calls6)
     by_operator = dict(result['by_operator'])
-    if result['wkv_total']:
-        by_operator['bi_wkv (29*B*T*C per call)'] = result['wkv_total']
+    if flops_wkv:
+        by_operator['bi_wkv (29*B*T*C per call)'] = flops_wkv
+    if flops_wkv6:
+        by_operator['bi_wkv6 (7*head_size*B*T*C per call)'] = flops_wkv6
     return dict(
         config=config,
         model=type(model).__name__,
@@ -507,11 +585,17 @@ def get_flops(config: str, shape: Optional[Sequence[int]] = None, backbone_only:
         params=params.get('', 0),
         flops=result['total'] + result['wkv_total'],
         flops_analyzer=result['total'],
-        flops_bi_wkv=result['wkv_total'],
+        flops_bi_wkv=flops_wkv,
         bi_wkv_flops_per_element=29,
         bi_wkv_calls=[dict(B=B, T=T, C=C, causal=causal, count=n)
                       for (B, T, C, causal), n in call_groups.items()],
         bi_wkv_num_calls=len(calls),
+        flops_bi_wkv6=flops_wkv6,
+        bi_wkv6_flops_per_element_and_head_channel=7,
+        bi_wkv6_calls=[dict(B=B, T=T, C=C, head_size=hs, count=n)
+                       for (B, T, C, hs), n in call6_groups.items()],
+        bi_wkv6_num_calls=len(calls6),
+        bi_wkv6_traced_flops_removed=result['traced_bi_wkv6_removed'],
         traced_passes=result['passes'],
         by_operator=by_operator,
         skipped_ops=result['unsupported'],
@@ -543,8 +627,15 @@ def report(res: dict) -> str:
                      f"29*B*T*C each = {_fmt(res['flops_bi_wkv'])} (the original's constant)"
                      + (f"; the forward ran {res['traced_passes']} times during the analysis, "
                         'counted once' if res['traced_passes'] > 1 else ''))
-    else:
+    elif not res['bi_wkv6_num_calls']:
         lines.append('Bi-WKV calls: none recorded')
+    if res['bi_wkv6_num_calls']:
+        groups = '; '.join(f"{g['count']} x (B={g['B']}, T={g['T']}, C={g['C']}, "
+                           f"head_size={g['head_size']})" for g in res['bi_wkv6_calls'])
+        lines.append(f"Bi-WKV6 calls: {res['bi_wkv6_num_calls']}: {groups}; counted "
+                     f"7*head_size*B*T*C each = {_fmt(res['flops_bi_wkv6'])} (the analyzer's "
+                     f"own {_fmt(res['bi_wkv6_traced_flops_removed'])} for the op's portable "
+                     'backend taken off)')
     skipped = ', '.join(f'{k.replace("aten::", "")} x{v}' for k, v in
                         sorted(res['skipped_ops'].items(), key=lambda kv: -kv[1]))
     lines.append(f'Not counted (element-wise/data movement; exp/cumsum/... here are the '
@@ -557,8 +648,11 @@ def report(res: dict) -> str:
     lines.append(f'Convention: {conv}; per image (batch 1).')
     lines.append('')
     lines.append(f"Params: {res['params'] / 1e6:.2f} M ({res['params']:,})")
+    ops = [('Bi-WKV', res['flops_bi_wkv']), ('Bi-WKV6', res['flops_bi_wkv6'])]
+    ops = [(n, f) for n, f in ops if f] or ops[:1]
     lines.append(f"FLOPs:  {res['flops'] / 1e9:.2f} G ({res['flops']:,}) = analyzer "
-                 f"{res['flops_analyzer'] / 1e9:.3f} G + Bi-WKV {res['flops_bi_wkv'] / 1e9:.3f} G")
+                 f"{res['flops_analyzer'] / 1e9:.3f} G"
+                 + ''.join(f' + {n} {f / 1e9:.3f} G' for n, f in ops))
     lines.append(f"Time:   build {res['time_build_s']:.1f} s, analysis "
                  f"{res['time_analysis_s']:.1f} s")
     return '\n'.join(lines)

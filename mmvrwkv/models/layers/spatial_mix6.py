@@ -147,9 +147,13 @@ class SpatialMix6(TokenShift):
         return tuple(x + xx * (getattr(self, f'time_maa_{name}') + m)
                      for name, m in zip(MIX_BRANCHES, lora.unbind(0)))
 
-    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, patch_resolution: Sequence[int],
+                norm: Optional[nn.Module] = None) -> torch.Tensor:
         """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)`` (T = H * W,
-        or H * W + 1 with a class token at the end)."""
+        or H * W + 1 with a class token at the end); ``norm`` (a pre-norm block's LayerNorm)
+        is applied to ``x`` first."""
+        if norm is not None:
+            x = norm(x)
         B, T, C = x.shape
         xw, xk, xv, xr, xg = self.token_mix(x, patch_resolution)
         r = self.receptance(xr)
@@ -165,9 +169,10 @@ class SpatialMix6(TokenShift):
         return self.output(y * g)
 
     def bi_wkv6_call(self, x: torch.Tensor, *args) -> Tuple[int, int, int, int]:
-        """``(B, T, C, H)`` of the WKV6 call that ``forward(x, ...)`` makes (FLOP counting
-        hooks this, see :mod:`mmvrwkv.ops.flops`)."""
-        return int(x.shape[0]), int(x.shape[1]), self.embed_dims, self.num_heads
+        """``(B, T, C, head_size)`` of the WKV6 call that ``forward(x, ...)`` makes, the
+        arguments of :func:`mmvrwkv.ops.bi_wkv6_flops` (``tools/analysis/get_flops.py``
+        hooks this)."""
+        return int(x.shape[0]), int(x.shape[1]), self.embed_dims, self.head_size
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
