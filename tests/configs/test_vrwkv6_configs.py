@@ -106,3 +106,28 @@ def test_tiny_classifier_trains_a_step():
     losses['loss'].backward()
     assert torch.isfinite(losses['loss'])
     assert model.backbone.layers[1].att.time_decay_w2.grad is not None
+
+
+def test_weight_decay_groups():
+    """As in the original: decay 0.05 for everything but norms (ln_x GroupNorm included)
+    and biases; the v6 time_* and LoRA parameters are decayed."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    cfg = load('vrwkv6-small_8xb128_in1k.py')
+    cfg.model.backbone.depth = 1
+    model = build_model(cfg, meta=False)
+    ow_cfg = cfg.optim_wrapper.copy()
+    init_default_scope('mmpretrain')
+    wrapper = build_optim_wrapper(model, ow_cfg)
+    ids = {id(p): n for n, p in model.named_parameters()}
+    wd_of = {ids[id(p)]: g['weight_decay'] for g in wrapper.optimizer.param_groups
+             for p in g['params']}
+    assert len(wd_of) == len(ids)
+    att = 'backbone.layers.0.att.'
+    for name in ('time_maa_x', 'time_maa_w1', 'time_maa_w2', 'time_decay', 'time_decay_w1',
+                 'time_faaaa', 'gate.weight'):
+        assert wd_of[att + name] == 0.05, name
+    for name in ('ln_x.weight', 'ln_x.bias'):
+        assert wd_of[att + name] == 0., name
+    assert wd_of['backbone.layers.0.gamma1'] == 0.05
+    assert wd_of['backbone.layers.0.ln1.weight'] == 0. and wd_of['head.fc.bias'] == 0.
