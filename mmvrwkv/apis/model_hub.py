@@ -13,8 +13,10 @@ So each such URL gets a checkpoint loader that downloads through mmvrwkv's safe 
 converts with ``tools/model_converters/vrwkv2mmvrwkv.py`` (the same key mapping) and refuses
 a checkpoint that leaves parameters of the model uninitialised.
 """
+import functools
 import importlib.util
 import os.path as osp
+import re
 from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
@@ -67,23 +69,22 @@ def register_mmpretrain_models() -> List[str]:
     for metafile in classification_metafiles(root):
         index = load(metafile)
         index.build_models_with_collections()
-        new = [m.name for m in index.models if not ModelHub.has(m.name.lower())]
-        if new:  # register_model_index refuses names it already holds
+        if not all(ModelHub.has(m.name.lower()) for m in index.models):
+            # (register_model_index refuses names it already holds: once per metafile)
             ModelHub.register_model_index(metafile, config_prefix=root)
         for model in index.models:
             names.append(model.name)
             source = (model.data.get('Converted From') or {}).get('Weights')
             if model.weights and model.weights == source:
                 _OFFICIAL_WEIGHTS[model.weights] = osp.join(root, model.config)
-    if _OFFICIAL_WEIGHTS:
-        # mmengine reads prefixes as regular expressions: match the URLs literally
-        import re
+    if _OFFICIAL_WEIGHTS:  # mmengine reads prefixes as regular expressions: match literally
         CheckpointLoader.register_scheme(
             prefixes=[re.escape(url) + '$' for url in _OFFICIAL_WEIGHTS],
             loader=load_official_checkpoint, force=True)
     return names
 
 
+@functools.lru_cache(maxsize=1)
 def _converter():
     """``tools/model_converters/vrwkv2mmvrwkv.py`` beside the configs, as a module."""
     path = osp.join(package_root(), 'tools', 'model_converters', 'vrwkv2mmvrwkv.py')

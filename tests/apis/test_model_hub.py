@@ -84,3 +84,17 @@ def test_pretrained_official_weights_that_do_not_fit_are_refused(official_downlo
     torch.save(official, source)
     with pytest.raises(CheckpointMismatchError, match=r'missing key.*layers\.11\.'):
         get_model(NAME, pretrained=True)
+
+
+# ----------------------------------------------------------------------------- where configs are
+
+def test_package_root_prefers_the_installed_mim_folder(tmp_path, monkeypatch):
+    package = tmp_path / 'site' / 'mmvrwkv'
+    (package / '.mim').mkdir(parents=True)
+    monkeypatch.setattr(mmvrwkv, '__file__', str(package / '__init__.py'))
+    with pytest.raises(FileNotFoundError, match='model-index.yml is neither in .*pip install'):
+        package_root()
+    (tmp_path / 'site' / 'model-index.yml').write_text('Import: []\n')  # a checkout
+    assert package_root() == str(tmp_path / 'site')
+    (package / '.mim' / 'model-index.yml').write_text('Import: []\n')  # an installed package
+    assert package_root() == str(package / '.mim')
