@@ -148,7 +148,8 @@ def main(argv=None) -> dict:
     from mmengine.dist import is_main_process
     if args.metrics_out and is_main_process():  # one writer under a distributed launcher
         with open(args.metrics_out, 'w') as f:
-            json.dump({k: float(v) if hasattr(v, '__float__') else v for k, v in metrics.items()}, f, indent=2)
+            json.dump({k: float(v) if hasattr(v, '__float__') else v
+                       for k, v in metrics.items()}, f, indent=2)
     return metrics
 
 
