@@ -4,13 +4,14 @@
 The ERF of a backbone (Luo et al. 2016; the form RepLKNet and the Vision-RWKV paper plot) is
 how strongly each input pixel moves the *centre* output token:
 
-    ERF[y, x] = mean over images n of  sum over colour channels c of
-                | d (sum over feature channels of relu(out[n, :, h/2, w/2])) / d img[n, c, y, x] |
+    ERF[y, x] = mean_n sum_c | d centre_n / d img[n, c, y, x] |,
+    centre_n  = sum over feature channels of relu(out[n, :, h // 2, w // 2])
 
 computed with one backward pass per batch of images. The ReLU (as in RepLKNet's ERF tool) is
-needed: both backbones end in a LayerNorm without bias at initialisation, and the channel sum
-of a normalised token is constant, so its plain gradient is zero up to rounding. It is shown as ``log10(ERF / max ERF)``
-(clipped at ``--floor``), so that both the near field and the weak far field are visible.
+needed: both backbones end in a LayerNorm, initialised with weight 1 and bias 0, and the
+channel sum of such a normalised token is always 0, so its plain gradient is zero up to
+rounding. The ERF is shown as ``log10(ERF / max ERF)`` (clipped at ``--floor``), so that both
+the near field and the weak far field are visible.
 
 Models (``--models``, each built with the same size, patch and depth):
 
@@ -239,8 +240,9 @@ def main(argv=None) -> Dict[str, torch.Tensor]:
             images = random_images(args.images, args.img_size, args.batch_size, args.seed)
         erfs[name] = erf = effective_receptive_field(model, images)
         nonzero = float((erf > 0).float().mean())
+        weights = args.checkpoint.get(name, 'random init')
         print(f'{name}: ERF max {float(erf.max()):.3g}, {100 * nonzero:.1f} % of pixels '
-              f'reached ({"checkpoint " + args.checkpoint[name] if name in args.checkpoint else "random init"})')
+              f'reached ({weights})')
     weights = 'given checkpoints' if args.checkpoint else 'random init'
     source = args.image_dir or f'{args.images} random images'
     plot_erfs(erfs, args.out, f'Effective receptive field of the centre token: {args.arch}, '
