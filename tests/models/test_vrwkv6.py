@@ -314,8 +314,8 @@ def test_compile_matches_eager():
 
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(num_heads=5), 'num_heads=5 must divide embed_dims=64'),
-    (dict(num_heads=0), 'num_heads must be a positive int'),
+    (dict(num_heads=5), 'num_heads=5 must divide the channel count C=64'),
+    (dict(num_heads=0), 'num_heads must be an int >= 1'),
     (dict(init_mode='local'), r"init_mode must be one of \('fancy',\)"),
     (dict(wkv_backend='gpu'), 'wkv_backend must be one of'),
     (dict(shift_mode='x_shift'), 'shift_mode must be one of'),

@@ -7,7 +7,7 @@ import torch
 from mmvrwkv.ops.token_shift.torch import head_size_of
 from .block import Block
 from .channel_mix import ChannelMix
-from .spatial_mix6 import SpatialMix6, check_num_heads, check_v6_init_mode, split_cls_token
+from .spatial_mix6 import SpatialMix6, check_v6_init_mode, split_cls_token
 
 
 class ChannelMix6(ChannelMix):
@@ -55,7 +55,7 @@ class Block6(Block):
                  init_values: Optional[float] = None, post_norm: bool = False,
                  key_norm: bool = False, with_cp: bool = False,
                  wkv_backend: str = 'auto') -> None:
-        check_num_heads(embed_dims, num_heads)
+        head_size_of(embed_dims, num_heads, 'Block6 (embed_dims)')
         check_v6_init_mode(init_mode)
         # Block builds the v1 mixers (it has no way to take others yet, see the report to the
         # lead); both are replaced below, at the same state-dict positions.

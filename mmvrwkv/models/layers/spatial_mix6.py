@@ -20,16 +20,6 @@ DECAY_RANK = 64
 V6_INIT_MODES = ('fancy',)
 
 
-def check_num_heads(embed_dims: int, num_heads: int) -> int:
-    """Return ``num_heads`` if it is a positive int dividing ``embed_dims``, else raise."""
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f'num_heads must be a positive int, got {num_heads!r}')
-    if embed_dims % num_heads:
-        raise ValueError(f'num_heads={num_heads} must divide embed_dims={embed_dims} '
-                         f'(the released models use heads of 64 channels)')
-    return num_heads
-
-
 def check_v6_init_mode(init_mode: str) -> str:
     """Return ``init_mode`` if VRWKV6 implements it, else raise a ValueError."""
     if init_mode not in V6_INIT_MODES:
@@ -82,7 +72,7 @@ class SpatialMix6(TokenShift):
                  shift_mode: str = 'q_shift_multihead', shift_pixel: int = 1,
                  init_mode: str = 'fancy', key_norm: bool = False,
                  wkv_backend: str = 'auto') -> None:
-        check_num_heads(embed_dims, num_heads)
+        # (TokenShift checks num_heads against embed_dims)
         super().__init__(embed_dims, (), shift_mode, shift_pixel, num_heads=num_heads)
         if wkv_backend not in WKV6_BACKENDS:
             raise ValueError(f'wkv_backend must be one of {WKV6_BACKENDS}, got {wkv_backend!r}')
