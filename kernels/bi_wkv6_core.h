@@ -129,6 +129,12 @@ template <class A, class T> BIWKV6_HD void decay_add(A* y, A a, A c, const T* x,
   for (int i = 0; i < N; ++i) y[i] = a * y[i] + c * load<A>(x + i);
 }
 
+// next_i = a * prev_i + c * x_i (the step of decay_add into another row).
+template <class A, class T>
+BIWKV6_HD void decay_add_to(A* next, const A* prev, A a, A c, const T* x, int N) {
+  for (int i = 0; i < N; ++i) next[i] = a * prev[i] + c * load<A>(x + i);
+}
+
 template <class A> BIWKV6_HD void copy_row(A* dst, const A* src, int N) {
   for (int i = 0; i < N; ++i) dst[i] = src[i];
 }
@@ -180,10 +186,8 @@ BIWKV6_HD A row_item(const Dims& d, i64 b, int h, int j, const T* r, const T* k,
       const i64 o = token_offset(d, b, t, h);
       A* nS = bufS + (t - t0 + 1) * N;
       A* nG = bufG + (t - t0 + 1) * N;
-      copy_row(nS, nS - N, N);
-      copy_row(nG, nG - N, N);
-      decay_add(nS, dec[o + j], load<A>(k + o + j), v + o, N);
-      decay_add(nG, dec[o + j], load<A>(r + o + j), g + o, N);
+      decay_add_to(nS, nS - N, dec[o + j], load<A>(k + o + j), v + o, N);
+      decay_add_to(nG, nG - N, dec[o + j], load<A>(r + o + j), g + o, N);
     }
     for (i64 t = t1 - 1; t >= t0; --t) {
       const i64 o = token_offset(d, b, t, h);
