@@ -195,6 +195,18 @@ def test_low_precision_inputs(backend, dtype):
     assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < 2e-2
 
 
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_autocast_keeps_fp32_math(backend):
+    """Paths: 'cpu' / 'torch' inside torch.autocast('cpu', bfloat16): the same result as
+    without autocast (the torch path turns autocast off for its einsums)."""
+    r, k, v, w, u, _ = make_inputs(1, 70, 2, 8)
+    y = bi_wkv6(r, k, v, w, u, backend=backend)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y_amp = bi_wkv6(r, k, v, w, u, backend=backend)
+    assert y_amp.dtype == F32
+    torch.testing.assert_close(y_amp, y)
+
+
 if HAVE_HYPOTHESIS:
 
     @pytest.mark.parametrize('backend', BACKENDS)

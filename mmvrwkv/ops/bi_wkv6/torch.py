@@ -14,8 +14,11 @@ chunk-local cumulative sums ``cin_t = sum_{m<=t} ld_m``, ``cex_t = cin_t - ld_t`
   and token t reads ``(r_t * exp(cex_t)) @ S_c``.
 
 Every exponent is a difference of chunk-local cumulative log-decays and <= 0, so fp32 neither
-overflows nor divides. Math in fp32 (fp64 for fp64 inputs); returns r's dtype.
+overflows nor divides. Math in fp32 (fp64 for fp64 inputs), also under autocast (which
+would otherwise run the einsums in fp16/bf16); returns r's dtype.
 """
+import contextlib
+
 import torch
 
 #: Tokens per chunk: the [L, L, C] intra-chunk matrix costs B * T * L * C memory.
@@ -60,11 +63,15 @@ def bi_wkv6_torch(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Te
     if k.numel() == 0:  # keep the (empty) result connected to the inputs for autograd
         return r * 0 + k * 0 + v * 0 + w.to(r.dtype) * 0 + u.sum().to(r.dtype) * 0
     dtype = torch.float64 if r.dtype == torch.float64 else torch.float32
-    r4, k4, v4 = (x.to(dtype).reshape(B, T, H, N) for x in (r, k, v))
-    ld = -torch.exp(w.to(dtype)).reshape(B, T, H, N)
-    uf = u.to(dtype)
-    bonus = (r4 * uf * k4).sum(-1, keepdim=True) * v4
-    left = left_to_right(r4, k4, v4, ld, chunk_len)
-    rev = [x.flip(1) for x in (r4, k4, v4, ld)]
-    right = left_to_right(*rev, chunk_len=chunk_len).flip(1)
-    return (bonus + left + right).reshape(B, T, C).to(r.dtype)
+    device_type = r.device.type
+    no_autocast = (torch.autocast(device_type, enabled=False)
+                   if torch.amp.is_autocast_available(device_type) else contextlib.nullcontext())
+    with no_autocast:
+        r4, k4, v4 = (x.to(dtype).reshape(B, T, H, N) for x in (r, k, v))
+        ld = -torch.exp(w.to(dtype)).reshape(B, T, H, N)
+        uf = u.to(dtype)
+        bonus = (r4 * uf * k4).sum(-1, keepdim=True) * v4
+        left = left_to_right(r4, k4, v4, ld, chunk_len)
+        rev = [x.flip(1) for x in (r4, k4, v4, ld)]
+        right = left_to_right(*rev, chunk_len=chunk_len).flip(1)
+        return (bonus + left + right).reshape(B, T, C).to(r.dtype)
