@@ -12,7 +12,12 @@ if _find_spec('mmengine') is not None:  # importing mmvrwkv registers its models
     register_checkpoint_loaders()
     _allow()
     if _find_spec('mmpretrain') is not None:  # get_model / list_models know our classifiers
-        from .apis import register_mmpretrain_models
-        register_mmpretrain_models()
+        try:
+            from mmpretrain.apis import model as _mmpretrain_hub  # noqa: F401
+        except ImportError:  # installed but unusable (e.g. no mmcv): no hub to register with
+            pass
+        else:
+            from .apis import register_mmpretrain_models
+            register_mmpretrain_models()
 
 __all__ = ['__version__']
