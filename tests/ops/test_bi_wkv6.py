@@ -114,7 +114,7 @@ def test_reference_is_the_strictly_between_product():
                                brute_force(r, k, v, w, u, strictly_between), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('backend', [pytest.param('cpu', marks=needs_compiled), 'torch', 'reference'])
+@pytest.mark.parametrize('backend', BACKENDS + ['reference'])
 def test_end_token_decay_variants_differ(backend):
     """Paths: every backend. The op matches the strictly-between product and differs clearly
     from the two variants that also apply the decay of an end token (s <= m < t, s < m <= t)."""
@@ -170,7 +170,8 @@ def test_gradcheck_float64(backend):
     """Paths: 'cpu' custom backward / 'torch' autograd, torch.autograd.gradcheck in float64."""
     *xs, _ = make_inputs(2, 6, 2, 2, F64, seed=2)
     xs = [x.requires_grad_(True) for x in xs]
-    assert torch.autograd.gradcheck(lambda *a: bi_wkv6(*a, backend=backend), xs, eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(lambda *a: bi_wkv6(*a, backend=backend), xs, eps=1e-6,
+                                    atol=1e-7)
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
@@ -286,7 +287,7 @@ def test_direct_op_call_checks():
 
 @needs_compiled
 def test_auto_and_noncontiguous():
-    """Paths: 'auto' takes the compiled CPU kernel; non-contiguous inputs are copied by the front."""
+    """Paths: 'auto' takes the compiled CPU kernel; the front copies non-contiguous inputs."""
     assert available_backends()[-3:] == ('cpu', 'torch', 'reference')
     r, k, v, w, u, _ = make_inputs(1, 10, 2, 3, F64)
     rt = r.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides

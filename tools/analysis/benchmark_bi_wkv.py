@@ -196,7 +196,8 @@ def make_inputs(B, T, C, dtype, device, gen):
 def make_inputs_v6(B, T, C, head_size, dtype, device, gen):
     """r, k, v, grad_y ~ N(0, 1) in dtype, decay logits w ~ U(-6, -1) [B, T, C] and bonus
     u ~ U(-1, 1) [H, head_size] in float32 (as VRWKV6 passes them)."""
-    r, k, v, gy = (torch.randn(B, T, C, generator=gen, device=device, dtype=dtype) for _ in range(4))
+    r, k, v, gy = (torch.randn(B, T, C, generator=gen, device=device, dtype=dtype)
+                   for _ in range(4))
     w = torch.rand(B, T, C, generator=gen, device=device) * 5 - 6
     u = torch.rand(C // head_size, head_size, generator=gen, device=device) * 2 - 1
     return r, k, v, w, u, gy
@@ -457,7 +458,8 @@ def main(argv=None):
         rows = benchmark(args, progress)
     elapsed = time.perf_counter() - t0
 
-    print(f"# {args.op} benchmark: device={args.device} ({env['device_name']}), dtype={args.dtype}, "
+    print(f"# {args.op} benchmark: device={args.device} ({env['device_name']}), "
+          f"dtype={args.dtype}, "
           f"torch {env['torch']}, threads={env['threads']}, backends={args.backends}, "
           f"warmup={args.warmup}, repeat={args.repeat} ({args.stat}), "
           f"OMP_WAIT_POLICY={env['omp_wait_policy']}")
