@@ -8,6 +8,8 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/exp.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/prod.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
@@ -68,6 +70,14 @@ inline Decays decays(const at::Tensor& w, const at::Tensor& u, at::ScalarType ma
   out.dec = at::exp(-out.ew).contiguous();
   out.u = u.to(math).contiguous();
   return out;
+}
+
+// D [B, nck, C]: the product of the decays of each checkpoint chunk (the factor by which a
+// state crosses the chunk; column_carry in bi_wkv6_core.h).
+inline at::Tensor chunk_decays(const at::Tensor& dec, const Dims& d) {
+  auto padded = at::ones({d.B, (i64)d.nck * d.ck_len, d.C}, dec.options());
+  padded.narrow(1, 0, d.T).copy_(dec);
+  return padded.view({d.B, d.nck, d.ck_len, d.C}).prod(2).contiguous();
 }
 
 at::Tensor bi_wkv6_forward_cpu(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,

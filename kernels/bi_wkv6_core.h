@@ -9,10 +9,11 @@
 // difference of large numbers is ever taken, whatever w is.
 //
 // Two views of the [N, N] states, both free of communication between work items:
-//  - columns (column_item): W value channels [i0, i0 + W) of one (b, h), all key channels j.
-//    Computes y (and, with (r, k, v) -> (k, r, grad_y), the gradient of v). The CPU runs
-//    blocks of 16 columns, the GPU one column per thread; both keep the (b, h) state block
-//    [N (j)][N (i)] row-major, so a warp's accesses are coalesced.
+//  - columns: W value channels [i0, i0 + W) of one (b, h), all key channels j. Computes y
+//    (and, with (r, k, v) -> (k, r, grad_y), the gradient of v). The CPU runs blocks of 16
+//    columns over the whole sequence (column_item), the GPU one column and one chunk of
+//    ~sqrt(T) tokens per thread (column_chunk_*, chunk states carried between chunks); both
+//    keep state blocks [N (j)][N (i)] row-major, so a warp's accesses are coalesced.
 //  - rows (row_item): one key channel j of one (b, h), all value channels: gradients of r, k,
 //    w and the per-row part of u's. The gradient of w needs the left state S_m and the
 //    right-to-left gradient state at the same token m; S is checkpointed every ck_len tokens
@@ -62,15 +63,27 @@ template <class A, class X, class Y> BIWKV6_HD A dot(const X* x, const Y* y, int
 // ---- column view ------------------------------------------------------------------------
 // A column item covers W consecutive value channels [i0, i0 + W) of one (b, h); W is a
 // compile-time width (CPU: blocks of 16 and single columns for the rest, GPU: 1), so the
-// W outputs and inputs of a token stay in registers while the scan runs over j.
+// W outputs and inputs of a token stay in registers while the scan runs over j. States are
+// [N (j)][N (i)] blocks; an item touches only its columns of a block.
 
-// acc_t[i] = (sum_j q_t[j] u[j] p_t[j]) x_t[i] for every token: the bonus term, which
-// initialises the accumulator.
+// Tokens [t0, t1) of chunk c (chunks of ck_len tokens, the last one possibly shorter).
+BIWKV6_HD void chunk_tokens(const Dims& d, int c, i64& t0, i64& t1) {
+  t0 = (i64)c * d.ck_len;
+  t1 = t0 + d.ck_len < d.T ? t0 + d.ck_len : d.T;
+}
+
+template <class A, int W> BIWKV6_HD void zero_columns(const Dims& d, int i0, A* S) {
+  for (int j = 0; j < d.N; ++j)
+    for (int c = 0; c < W; ++c) S[(i64)j * d.N + i0 + c] = A(0);
+}
+
+// acc_t[i] = (sum_j q_t[j] u[j] p_t[j]) x_t[i] for the tokens [t0, t1): the bonus term,
+// which initialises the accumulator.
 template <class A, class T, int W>
-BIWKV6_HD void column_bonus(const Dims& d, i64 b, int h, int i0, const T* q, const T* p,
-                            const T* x, const A* u, A* acc) {
+BIWKV6_HD void column_bonus(const Dims& d, i64 b, int h, int i0, i64 t0, i64 t1, const T* q,
+                            const T* p, const T* x, const A* u, A* acc) {
   const A* uh = u + (i64)h * d.N;
-  for (i64 t = 0; t < d.T; ++t) {
+  for (i64 t = t0; t < t1; ++t) {
     const i64 o = token_offset(d, b, t, h);
     A a = A(0);
     for (int j = 0; j < d.N; ++j) a += load<A>(q + o + j) * uh[j] * load<A>(p + o + j);
@@ -78,15 +91,14 @@ BIWKV6_HD void column_bonus(const Dims& d, i64 b, int h, int i0, const T* q, con
   }
 }
 
-// One scan direction: in scan order, acc_t[i] += sum_j q_t[j] S[j, i], then
-// S[j, i] = dec_t[j] S[j, i] + p_t[j] x_t[i]; only columns [i0, i0 + W) of S (zeroed first).
+// One scan direction over the tokens [t0, t1), from the state S holds: in scan order,
+// acc_t[i] += sum_j q_t[j] S[j, i] (skipped when acc is null: a chunk summary), then
+// S[j, i] = dec_t[j] S[j, i] + p_t[j] x_t[i].
 template <class A, class T, int W>
-BIWKV6_HD void column_scan(const Dims& d, i64 b, int h, int i0, bool reverse, const T* q,
-                           const T* p, const T* x, const A* dec, A* S, A* acc) {
-  for (int j = 0; j < d.N; ++j)
-    for (int c = 0; c < W; ++c) S[(i64)j * d.N + i0 + c] = A(0);
-  for (i64 n = 0; n < d.T; ++n) {
-    const i64 t = reverse ? d.T - 1 - n : n;
+BIWKV6_HD void column_scan(const Dims& d, i64 b, int h, int i0, i64 t0, i64 t1, bool reverse,
+                           const T* q, const T* p, const T* x, const A* dec, A* S, A* acc) {
+  for (i64 n = 0; n < t1 - t0; ++n) {
+    const i64 t = reverse ? t1 - 1 - n : t0 + n;
     const i64 o = token_offset(d, b, t, h);
     A xt[W], yt[W];
     for (int c = 0; c < W; ++c) {
@@ -101,19 +113,77 @@ BIWKV6_HD void column_scan(const Dims& d, i64 b, int h, int i0, bool reverse, co
         Sj[c] = dj * Sj[c] + pj * xt[c];
       }
     }
-    for (int c = 0; c < W; ++c) acc[o + i0 + c] += yt[c];
+    if (acc)
+      for (int c = 0; c < W; ++c) acc[o + i0 + c] += yt[c];
   }
 }
 
-// The bidirectional sum for columns [i0, i0 + W) of (b, h): acc = y of the formula for
-// (q, p, x) = (r, k, v); the gradient of v for (q, p, x) = (k, r, grad_y). S: the (b, h)
-// state block [N][N] (columns outside the item's untouched).
+// The bidirectional sum over the whole sequence for columns [i0, i0 + W) of (b, h) (the CPU
+// item): acc = y of the formula for (q, p, x) = (r, k, v); the gradient of v for
+// (q, p, x) = (k, r, grad_y). S: the (b, h) state block.
 template <class A, class T, int W>
 BIWKV6_HD void column_item(const Dims& d, i64 b, int h, int i0, const T* q, const T* p,
                            const T* x, const A* dec, const A* u, A* S, A* acc) {
-  column_bonus<A, T, W>(d, b, h, i0, q, p, x, u, acc);
-  column_scan<A, T, W>(d, b, h, i0, false, q, p, x, dec, S, acc);
-  column_scan<A, T, W>(d, b, h, i0, true, q, p, x, dec, S, acc);
+  column_bonus<A, T, W>(d, b, h, i0, 0, d.T, q, p, x, u, acc);
+  zero_columns<A, W>(d, i0, S);
+  column_scan<A, T, W>(d, b, h, i0, 0, d.T, false, q, p, x, dec, S, acc);
+  zero_columns<A, W>(d, i0, S);
+  column_scan<A, T, W>(d, b, h, i0, 0, d.T, true, q, p, x, dec, S, acc);
+}
+
+// The same sum split into chunks (the GPU's items, so that a long sequence gives many), in
+// three steps over chunk state blocks EL, ER [B * H][nck][N][N]. Scans are linear in their
+// start state: a chunk scanned from S ends in diag(D_c) S + (the chunk scanned from 0), with
+// D_c[j] the product of the chunk's decays. So:
+//  1. column_chunk_summary: EL(c), ER(c) = chunk c scanned from 0 left-to-right / right-to-left;
+//  2. column_carry: per (b, h), EL(c) <- the left state entering chunk c (sum over earlier
+//     chunks, carried by D), ER(c) <- the right state entering it from its end;
+//  3. column_chunk_walk: chunk c scanned again from those states, accumulating into acc.
+template <class A, class T, int W>
+BIWKV6_HD void column_chunk_summary(const Dims& d, i64 b, int h, int i0, int c, const T* q,
+                                    const T* p, const T* x, const A* dec, A* EL, A* ER) {
+  i64 t0, t1;
+  chunk_tokens(d, c, t0, t1);
+  zero_columns<A, W>(d, i0, EL);
+  column_scan<A, T, W>(d, b, h, i0, t0, t1, false, q, p, x, dec, EL, (A*)nullptr);
+  zero_columns<A, W>(d, i0, ER);
+  column_scan<A, T, W>(d, b, h, i0, t0, t1, true, q, p, x, dec, ER, (A*)nullptr);
+}
+
+// In place over the nck blocks of one (b, h) (EL, ER point at its chunk 0); D: the chunk
+// decay products [B, nck, C]. One scalar recurrence per state element (j, i).
+template <class A, int W>
+BIWKV6_HD void column_carry(const Dims& d, i64 b, int h, int i0, const A* D, A* EL, A* ER) {
+  const i64 block = (i64)d.N * d.N;
+  for (int j = 0; j < d.N; ++j) {
+    for (int cc = 0; cc < W; ++cc) {
+      const i64 e = (i64)j * d.N + i0 + cc;
+      A left = A(0), right = A(0);
+      for (int c = 0; c < d.nck; ++c) {
+        const A sum = EL[c * block + e];
+        EL[c * block + e] = left;
+        left = D[(b * d.nck + c) * d.C + (i64)h * d.N + j] * left + sum;
+      }
+      for (int c = d.nck - 1; c >= 0; --c) {
+        const A sum = ER[c * block + e];
+        ER[c * block + e] = right;
+        right = D[(b * d.nck + c) * d.C + (i64)h * d.N + j] * right + sum;
+      }
+    }
+  }
+}
+
+// Chunk c of the bidirectional sum, from its entering states SL, SR (blocks of chunk c,
+// consumed: they are scanned in place).
+template <class A, class T, int W>
+BIWKV6_HD void column_chunk_walk(const Dims& d, i64 b, int h, int i0, int c, const T* q,
+                                 const T* p, const T* x, const A* dec, const A* u, A* SL, A* SR,
+                                 A* acc) {
+  i64 t0, t1;
+  chunk_tokens(d, c, t0, t1);
+  column_bonus<A, T, W>(d, b, h, i0, t0, t1, q, p, x, u, acc);
+  column_scan<A, T, W>(d, b, h, i0, t0, t1, false, q, p, x, dec, SL, acc);
+  column_scan<A, T, W>(d, b, h, i0, t0, t1, true, q, p, x, dec, SR, acc);
 }
 
 // ---- row view (gradients of r, k, w, u) ----------------------------------------------------
@@ -178,8 +248,8 @@ BIWKV6_HD A row_item(const Dims& d, i64 b, int h, int j, const T* r, const T* k,
   const A uj = u[(i64)h * N + j];
   A gu = A(0);
   for (int c = d.nck - 1; c >= 0; --c) {
-    const i64 t0 = (i64)c * L;
-    const i64 t1 = t0 + L < d.T ? t0 + L : d.T;
+    i64 t0, t1;
+    chunk_tokens(d, c, t0, t1);
     copy_row(bufS, ckS + (i64)c * N, N);
     copy_row(bufG, ckG + (i64)c * N, N);
     for (i64 t = t0; t + 1 < t1; ++t) {

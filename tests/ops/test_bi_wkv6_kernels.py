@@ -7,7 +7,8 @@ kernels whose threads never communicate). Built once per machine beside the Bi-W
 build (tests/ops/test_bi_wkv_kernels.py); skipped without a C++ compiler or ninja.
 
 Paths: every test runs the CUDA driver + the core (kernels/bi_wkv6_core.h) with A = float /
-double, one column or one row per emulated thread. The `cuda`-marked tests of
+double: the chunked column functions (column_chunk_*, which the CPU kernel does not use, so
+these tests are their only CPU check) and the row pass, one item per emulated thread. The `cuda`-marked tests of
 test_bi_wkv6.py run the nvcc build on a GPU.
 """
 import os.path as osp
@@ -63,18 +64,24 @@ def test_host_cuda_matches_reference(host_cuda6, dtype, B, T, H, N):
 
 
 def test_host_cuda_launches_and_thread_order(host_cuda6):
-    """Path: CUDA driver (host build). One thread per (b, h, channel) in blocks of
-    threads_per_block; results identical when the threads run in reverse order (no thread
-    reads what another writes)."""
+    """Path: CUDA driver (host build). Columns: one thread per (b, h, chunk, channel) for the
+    chunk summaries and walks (T = 37: 6 chunks of 7 tokens), one per (b, h, channel) for the
+    carry; rows: one per (b, h, channel). Results identical when the threads run in reverse
+    order (no thread reads what another writes in the same launch)."""
     xs, gy, _, _ = reference_case(2, 37, 2, 3)
     host_cuda6.clear_launches()
     y, grads = run(host_cuda6, F64, xs, gy)
-    items = 2 * 2 * 3
-    blocks = -(-items // host_cuda6.threads_per_block)
-    assert [(n.split('<')[0], b, t) for n, b, t in host_cuda6.launches()] == [
-        ('columns_kernel', blocks, host_cuda6.threads_per_block),   # forward: y
-        ('columns_kernel', blocks, host_cuda6.threads_per_block),   # backward: gv
-        ('rows_kernel', blocks, host_cuda6.threads_per_block)]      # backward: gr, gk, gw, gu
+    tpb = host_cuda6.threads_per_block
+
+    def blocks(n):
+        return -(-n // tpb)
+
+    columns = [('summary_kernel', blocks(2 * 2 * 6 * 3), tpb), ('carry_kernel', blocks(12), tpb),
+               ('walk_kernel', blocks(2 * 2 * 6 * 3), tpb)]
+    assert [(n.split('<')[0], b, t) for n, b, t in host_cuda6.launches()] == (
+        columns                                 # forward: y
+        + columns                               # backward: gv
+        + [('rows_kernel', blocks(12), tpb)])   # backward: gr, gk, gw, gu
     host_cuda6.set_reverse_order(True)
     try:
         y2, grads2 = run(host_cuda6, F64, xs, gy)
