@@ -517,7 +517,6 @@ def test_torch_backend_refuses_outside_its_range(span, spread, monkeypatch):
     import sys
     front = sys.modules['mmvrwkv.ops.bi_wkv']  # the module (mmvrwkv.ops.bi_wkv is the function)
     monkeypatch.setattr(front, 'ext_available', lambda: False)
-    monkeypatch.setattr(front, 'ext_has_cuda', lambda: False)
     with pytest.raises(ValueError, match='outside the range'):
         bi_wkv(w, u, k, v)
 

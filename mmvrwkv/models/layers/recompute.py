@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmvrwkv.ops.backends import capturing_graph
+
 MakeInputs = Callable[..., Tuple[torch.Tensor, ...]]
 
 
@@ -105,6 +107,6 @@ def module_parameters(module: Optional[nn.Module]) -> Tuple[torch.Tensor, ...]:
 def use_recompute(*tensors: torch.Tensor) -> bool:
     """Whether an eager training pass is running (gradients wanted, not compiling/tracing),
     where :func:`recompute_linear` saves memory."""
-    if not torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if not torch.is_grad_enabled() or capturing_graph():
         return False
     return any(t.requires_grad for t in tensors)

@@ -17,7 +17,9 @@ from typing import Optional
 
 import torch
 
-from .._ext import cuda_max_chunk_len, ext_available, ext_has_cuda, ext_load_error
+from .._ext import cuda_max_chunk_len, ext_available, ext_load_error
+from ..backends import BACKENDS, FLOAT_DTYPES, resolve_backend
+from ..backends import available_backends as _available_backends
 from .reference import bi_wkv_reference
 from .torch import bi_wkv_torch, check_range
 
@@ -25,29 +27,22 @@ from .torch import bi_wkv_torch, check_range
 # to it: bind the name back to the torch package.
 import torch  # noqa: E402,F811
 
-BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
 # Tokens per chunk of the compiled kernels (CUDA: at most cuda_max_chunk_len()). CPU: 32 was
 # measured best-or-close with the fast forward path (kernels/), which runs for chunks of at
 # most 64 tokens and whose rounding grows with the chunk length.
 DEFAULT_CHUNK_LEN = {'cuda': 16, 'cpu': 32}
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def available_backends() -> tuple:
-    """Backends usable in this process, best first."""
-    names = []
-    if ext_has_cuda() and torch.cuda.is_available():
-        names.append('cuda')
-    if ext_available():
-        names.append('cpu')
-    return tuple(names) + ('torch', 'reference')
+    """Backends of bi_wkv usable in this process, best first."""
+    return _available_backends(ext_available())
 
 
 def _check(w, u, k, v) -> None:
     for name, x in (('w', w), ('u', u), ('k', k), ('v', v)):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f'bi_wkv: {name} must be a torch.Tensor, got {type(x).__name__}')
-        if x.dtype not in _FLOATS:
+        if x.dtype not in FLOAT_DTYPES:
             raise TypeError(f'bi_wkv: {name} must be a floating-point tensor '
                             f'(float16, bfloat16, float32 or float64), got {x.dtype}')
     if k.dim() != 3:
@@ -64,34 +59,6 @@ def _check(w, u, k, v) -> None:
         if x.device != k.device:
             raise ValueError(f'bi_wkv: {name} is on {x.device} but k is on {k.device}; '
                              'all inputs must be on one device')
-
-
-def _resolve(backend: str, device: torch.device) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f'bi_wkv: backend must be one of {BACKENDS}, got {backend!r}')
-    if backend == 'auto':
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or _exporting():
-            return 'torch'
-        if device.type == 'cuda' and ext_has_cuda():
-            return 'cuda'
-        if device.type == 'cpu' and ext_available():
-            return 'cpu'
-        return 'torch'
-    if backend in ('cuda', 'cpu'):
-        if not ext_available():
-            raise RuntimeError(f'bi_wkv: backend {backend!r} needs the compiled extension '
-                               f'mmvrwkv._ext, which failed to load: {ext_load_error()}')
-        if backend == 'cuda' and not ext_has_cuda():
-            raise RuntimeError("bi_wkv: backend 'cuda' requested but mmvrwkv._ext was built "
-                               'without CUDA (reinstall with nvcc available, MMVRWKV_WITH_CUDA=1)')
-        if device.type != backend:
-            raise ValueError(f'bi_wkv: backend {backend!r} needs {backend} tensors, got tensors on {device}')
-    return backend
-
-
-def _exporting() -> bool:
-    onnx = getattr(torch, 'onnx', None)
-    return bool(onnx is not None and hasattr(onnx, 'is_in_onnx_export') and onnx.is_in_onnx_export())
 
 
 def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
@@ -112,7 +79,8 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
         y ``[B, T, C]`` with k's dtype. Differentiable w.r.t. w, u, k and v.
     """
     _check(w, u, k, v)
-    name = _resolve(backend, k.device)
+    name = resolve_backend('bi_wkv', backend, k.device, ext_available(),
+                           f'mmvrwkv._ext failed to load: {ext_load_error()}')
     if name == 'torch':
         check_range(w, u, k)
         return bi_wkv_torch(w, u, k, v, causal=causal)

@@ -22,6 +22,8 @@ models sit far inside (|spatial_decay| and |k| of order 10).
 """
 import torch
 
+from ..backends import capturing_graph
+
 #: Largest ``T * max|w| + spread(k + u)`` the float64 cumsum form handles (module docstring).
 MAX_EXPONENT_RANGE = 600.0
 
@@ -29,11 +31,10 @@ MAX_EXPONENT_RANGE = 600.0
 def check_range(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor) -> None:
     """Raise ``ValueError`` if the inputs are outside the exact range of :func:`bi_wkv_torch`.
 
-    Skipped while tracing, scripting or compiling (a data-dependent check cannot raise for
+    Skipped while tracing, scripting, exporting or compiling (a data-dependent check cannot raise for
     the inputs of a later call; the range then is the caller's to respect).
     """
-    if (k.numel() == 0 or torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.compiler.is_compiling()):
+    if k.numel() == 0 or capturing_graph():
         return
     with torch.no_grad():
         span = float(w.abs().amax()) * k.shape[1]

@@ -15,8 +15,9 @@ implementation (:mod:`.compiled`), so ``fullgraph=True`` works.
 """
 import torch
 
-from ..bi_wkv import _FLOATS, _exporting
-from .compiled import compiled_available, compiled_has_cuda, compiled_load_error
+from ..backends import BACKENDS, FLOAT_DTYPES, resolve_backend
+from ..backends import available_backends as _available_backends
+from .compiled import compiled_available, compiled_load_error
 from .reference import bi_wkv6_reference
 from .torch import bi_wkv6_torch
 
@@ -24,14 +25,11 @@ from .torch import bi_wkv6_torch
 # to it: bind the name back to the torch package.
 import torch  # noqa: E402,F811
 
-BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
-
-
 def _check(r, k, v, w, u) -> None:
     for name, x in (('r', r), ('k', k), ('v', v), ('w', w), ('u', u)):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f'bi_wkv6: {name} must be a torch.Tensor, got {type(x).__name__}')
-        if x.dtype not in _FLOATS:
+        if x.dtype not in FLOAT_DTYPES:
             raise TypeError(f'bi_wkv6: {name} must be a floating-point tensor '
                             f'(float16, bfloat16, float32 or float64), got {x.dtype}')
     if r.dim() != 3:
@@ -55,36 +53,7 @@ def _check(r, k, v, w, u) -> None:
 
 def available_backends() -> tuple:
     """Backends of bi_wkv6 usable in this process, best first."""
-    names = []
-    if compiled_has_cuda() and torch.cuda.is_available():
-        names.append('cuda')
-    if compiled_available():
-        names.append('cpu')
-    return tuple(names) + ('torch', 'reference')
-
-
-def _resolve(backend: str, device: torch.device) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f'bi_wkv6: backend must be one of {BACKENDS}, got {backend!r}')
-    if backend == 'auto':
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or _exporting():
-            return 'torch'
-        if device.type == 'cuda' and compiled_has_cuda():
-            return 'cuda'
-        if device.type == 'cpu' and compiled_available():
-            return 'cpu'
-        return 'torch'
-    if backend in ('cuda', 'cpu'):
-        if not compiled_available():
-            raise RuntimeError(f'bi_wkv6: backend {backend!r} needs the compiled extension '
-                               f'mmvrwkv._ext with the bi_wkv6 kernels: {compiled_load_error()}')
-        if backend == 'cuda' and not compiled_has_cuda():
-            raise RuntimeError("bi_wkv6: backend 'cuda' requested but mmvrwkv._ext was built "
-                               'without CUDA (reinstall with nvcc available, MMVRWKV_WITH_CUDA=1)')
-        if device.type != backend:
-            raise ValueError(f'bi_wkv6: backend {backend!r} needs {backend} tensors, '
-                             f'got tensors on {device}')
-    return backend
+    return _available_backends(compiled_available())
 
 
 def bi_wkv6(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
@@ -104,7 +73,8 @@ def bi_wkv6(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
         y ``[B, T, C]`` with r's dtype. Differentiable w.r.t. r, k, v, w and u.
     """
     _check(r, k, v, w, u)
-    name = _resolve(backend, r.device)
+    name = resolve_backend('bi_wkv6', backend, r.device, compiled_available(),
+                           compiled_load_error())
     if name == 'torch':
         return bi_wkv6_torch(r, k, v, w, u)
     if name == 'reference':

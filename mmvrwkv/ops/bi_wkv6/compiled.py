@@ -5,9 +5,9 @@ from typing import Optional
 
 import torch
 
-from .._ext import ext_available, ext_has_cuda, ext_load_error
+from ..backends import has_kernels, missing_kernels_reason
 
-_HAVE_OPS = ext_available() and hasattr(torch.ops.mmvrwkv, 'bi_wkv6_forward')
+_HAVE_OPS = has_kernels('bi_wkv6_forward')
 
 
 def compiled_available() -> bool:
@@ -15,17 +15,9 @@ def compiled_available() -> bool:
     return _HAVE_OPS
 
 
-def compiled_has_cuda() -> bool:
-    """True when the bi_wkv6 CUDA kernel is built."""
-    return _HAVE_OPS and ext_has_cuda()
-
-
 def compiled_load_error() -> Optional[str]:
-    if not ext_available():
-        return f'mmvrwkv._ext failed to load: {ext_load_error()}'
-    if not _HAVE_OPS:
-        return 'mmvrwkv._ext predates the bi_wkv6 kernels: rebuild it (pip install -e .)'
-    return None
+    """Why the kernels are unavailable (None when they are there)."""
+    return missing_kernels_reason('bi_wkv6_forward')
 
 
 if _HAVE_OPS:

@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..bi_wkv import _exporting
-from .._ext import ext_has_cuda, ext_load_error
+from .. import backends
+from ..backends import BACKENDS, FLOAT_DTYPES
 from .compiled import compiled_available
 from .reference import token_shift_mix_reference
 from .torch import (SHIFT_FUNCS, grid_of, head_size_of, no_shift, q_shift, q_shift_multihead,
@@ -35,42 +35,22 @@ __all__ = ['SHIFT_FUNCS', 'q_shift', 'q_shift_multihead', 'token_shift', 'no_shi
            'token_shift_mix', 'token_shift_mix_torch', 'token_shift_mix_reference',
            'TOKEN_SHIFT_BACKENDS', 'resolve_backend', 'compiled_available']
 
-TOKEN_SHIFT_BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+TOKEN_SHIFT_BACKENDS = BACKENDS
 _FN = 'token_shift_mix'
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The backend :func:`token_shift_mix` runs for ``backend`` on ``device`` (see the module
-    docstring); RuntimeError/ValueError when a compiled backend is asked for and unusable."""
-    if backend not in TOKEN_SHIFT_BACKENDS:
-        raise ValueError(f'{_FN}: backend must be one of {TOKEN_SHIFT_BACKENDS}, got {backend!r}')
-    if backend == 'auto':
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or _exporting():
-            return 'torch'
-        if compiled_available() and (device.type == 'cpu'
-                                     or (device.type == 'cuda' and ext_has_cuda())):
-            return device.type
-        return 'torch'
-    if backend in ('cuda', 'cpu'):
-        if not compiled_available():
-            raise RuntimeError(f'{_FN}: backend {backend!r} needs the compiled extension '
-                               'mmvrwkv._ext with the token-shift kernels (rebuild it: '
-                               f'python setup.py build_ext --inplace); load error: '
-                               f'{ext_load_error()}')
-        if backend == 'cuda' and not ext_has_cuda():
-            raise RuntimeError(f"{_FN}: backend 'cuda' requested but mmvrwkv._ext was built "
-                               'without CUDA (reinstall with nvcc available, MMVRWKV_WITH_CUDA=1)')
-        if device.type != backend:
-            raise ValueError(f'{_FN}: backend {backend!r} needs {backend} tensors, got x on {device}')
-    return backend
+    """The backend :func:`token_shift_mix` runs for ``backend`` on ``device``
+    (:func:`mmvrwkv.ops.backends.resolve_backend` with this op's kernels)."""
+    return backends.resolve_backend(_FN, backend, device, compiled_available(),
+                                    backends.missing_kernels_reason('token_shift_mix_forward'))
 
 
 def _check(x, mix, patch_resolution, shift_mode, shift_pixel, channel_gamma, num_heads) -> None:
     for name, t in (('x', x), ('mix', mix)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f'{_FN}: {name} must be a torch.Tensor, got {type(t).__name__}')
-        if t.dtype not in _FLOATS:
+        if t.dtype not in FLOAT_DTYPES:
             raise TypeError(f'{_FN}: {name} must be a floating-point tensor (float16, bfloat16, '
                             f'float32 or float64), got {t.dtype}')
     if x.dim() != 3:

@@ -7,12 +7,12 @@ it needs inside the kernel, so no [B, T, C] intermediate outlives the forward.
 """
 import torch
 
-from .._ext import ext_available
+from ..backends import has_kernels
 
 
 def compiled_available() -> bool:
     """True when mmvrwkv._ext is loaded and was built with the token-shift kernels."""
-    return ext_available() and hasattr(torch.ops.mmvrwkv, 'token_shift_mix_forward')
+    return has_kernels('token_shift_mix_forward')
 
 
 if compiled_available():

@@ -1,0 +1,105 @@
+"""Backend names and the one rule every op package uses to pick its backend.
+
+Every op (``bi_wkv``, ``bi_wkv6``, ``token_shift_mix``) has the same backends:
+
+* ``'cuda'`` / ``'cpu'``: its compiled kernels in ``mmvrwkv._ext``;
+* ``'torch'``: a portable PyTorch path (tracing, scripting, ONNX export, no extension);
+* ``'reference'``: a float64 summation (tests only).
+
+``'auto'`` takes the compiled kernel of the tensors' device when the extension has it, and
+``'torch'`` while tracing/scripting/exporting (the exporters record aten ops, not our custom
+ops) or without the extension. Under ``torch.compile`` the compiled kernels stay: they are
+custom ops with fake implementations.
+"""
+from typing import Optional, Tuple
+
+import torch
+
+from ._ext import ext_available, ext_has_cuda, ext_load_error
+
+BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
+#: Floating-point dtypes every op accepts.
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def exporting() -> bool:
+    """True inside ``torch.onnx.export`` (the legacy exporter's flag)."""
+    onnx = getattr(torch, 'onnx', None)
+    return bool(onnx is not None and hasattr(onnx, 'is_in_onnx_export') and onnx.is_in_onnx_export())
+
+
+def portable_only() -> bool:
+    """True while tracing, scripting or exporting, where only the ``'torch'`` paths work."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or exporting()
+
+
+def capturing_graph() -> bool:
+    """True while tracing, scripting, exporting or compiling: code then runs on stand-in
+    tensors for later calls, so data-dependent checks, caches and Python-side choices that the
+    graph cannot hold must be skipped."""
+    return portable_only() or torch.compiler.is_compiling()
+
+
+def has_kernels(op_name: str) -> bool:
+    """Whether the loaded extension registers ``torch.ops.mmvrwkv.<op_name>`` (an extension
+    built before an op was added lacks it)."""
+    return ext_available() and hasattr(torch.ops.mmvrwkv, op_name)
+
+
+def missing_kernels_reason(op_name: str) -> Optional[str]:
+    """Why ``torch.ops.mmvrwkv.<op_name>`` is unavailable, or None when it is there."""
+    if not ext_available():
+        return f'mmvrwkv._ext failed to load: {ext_load_error()}'
+    if not hasattr(torch.ops.mmvrwkv, op_name):
+        return (f'mmvrwkv._ext predates the {op_name} kernels: rebuild it '
+                '(pip install --no-build-isolation -e .)')
+    return None
+
+
+def available_backends(compiled: bool) -> Tuple[str, ...]:
+    """Backends usable in this process for an op whose kernels are (not) ``compiled``."""
+    names = []
+    if compiled and ext_has_cuda() and torch.cuda.is_available():
+        names.append('cuda')
+    if compiled:
+        names.append('cpu')
+    return tuple(names) + ('torch', 'reference')
+
+
+def resolve_backend(op: str, backend: str, device: torch.device, compiled: bool,
+                    missing: Optional[str] = None) -> str:
+    """The backend op ``op`` runs for the requested ``backend`` on ``device``.
+
+    Args:
+        op: the op's name, for messages.
+        backend: one of :data:`BACKENDS`.
+        device: the device of the op's tensors.
+        compiled: whether the op's kernels are in the loaded extension.
+        missing: why they are not (for the error when a compiled backend is requested).
+
+    Raises:
+        ValueError: unknown backend, or a compiled backend for tensors on another device.
+        RuntimeError: a compiled backend is requested and not built.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f'{op}: backend must be one of {BACKENDS}, got {backend!r}')
+    with_cuda = compiled and ext_has_cuda()
+    if backend == 'auto':
+        if portable_only():
+            return 'torch'
+        if device.type == 'cuda' and with_cuda:
+            return 'cuda'
+        if device.type == 'cpu' and compiled:
+            return 'cpu'
+        return 'torch'
+    if backend in ('cuda', 'cpu'):
+        if not compiled:
+            raise RuntimeError(f'{op}: backend {backend!r} needs the compiled extension '
+                               f'mmvrwkv._ext with its kernels: {missing}')
+        if backend == 'cuda' and not with_cuda:
+            raise RuntimeError(f"{op}: backend 'cuda' requested but mmvrwkv._ext was built "
+                               'without CUDA (reinstall with nvcc available, MMVRWKV_WITH_CUDA=1)')
+        if device.type != backend:
+            raise ValueError(f'{op}: backend {backend!r} needs {backend} tensors, '
+                             f'got tensors on {device}')
+    return backend
