@@ -30,19 +30,26 @@ template <class X> X* scratch(size_t n) {
 
 PF* fast_scratch(const Dims& d) { return scratch<PF>((size_t)fast::kScratchPerToken * d.chunk_len); }
 
-// Runs fn(b, j, c0, lanes) for every (batch, chunk, pack of W channels) in parallel
-// (per_chunk = false: one item per (batch, pack), j = 0).
+// Runs fn(b, j, c0, lanes, pf) for every (batch, chunk, pack of W channels) in parallel
+// (per_chunk = false: one item per (batch, pack), j = 0). pf: element offset from this item's
+// first token to that of the thread's next item (0 for its last), for fast::prefetch_row.
+constexpr i64 kPrefetchItems = 4;
 template <class F> void for_items(const Dims& d, int W, bool per_chunk, F fn) {
   const i64 npack = (d.C + W - 1) / W;
   const i64 nch = per_chunk ? d.nch : 1;
   const i64 n = d.B * nch * npack;
+  auto first_token = [&](i64 it) {
+    const i64 bj = it / npack;
+    return d.token0(bj / nch, (int)(bj % nch), (it % npack) * W);
+  };
   at::parallel_for(0, n, 1, [&](i64 begin, i64 end) {
     for (i64 it = begin; it < end; ++it) {
       const i64 p = it % npack;
       const i64 bj = it / npack;
       const i64 c0 = p * W;
       const int lanes = (int)std::min<i64>(W, d.C - c0);
-      fn(bj / nch, (int)(bj % nch), c0, lanes);
+      const i64 pf = it + kPrefetchItems < end ? first_token(it + kPrefetchItems) - first_token(it) : 0;
+      fn(bj / nch, (int)(bj % nch), c0, lanes, pf);
     }
   });
 }
@@ -55,10 +62,10 @@ bool fast_at(const fast::Plan& plan, i64 c0) { return plan.ok[c0 / fast::kLanes]
 template <bool DW, int F, class T, class A>
 void summaries(const Dims& d, const T* k, const T* v, const A* w, A* carry, const fast::Plan& plan) {
   using V = PackOf<A>;
-  for_items(d, kPackWidth<A>, true, [&](i64 b, int j, i64 c0, int lanes) {
+  for_items(d, kPackWidth<A>, true, [&](i64 b, int j, i64 c0, int lanes, i64 pf) {
     if constexpr (std::is_same<A, float>::value) {
       if (fast_at(plan, c0)) {
-        fast::item_summary<DW, F>(d, plan, k, v, w, carry, b, j, c0, lanes, fast_scratch(d));
+        fast::item_summary<DW, F>(d, plan, k, v, w, carry, b, j, c0, lanes, fast_scratch(d), pf);
         return;
       }
     }
@@ -72,13 +79,13 @@ void forward_impl(const Dims& d, const T* k, const T* v, T* y, const A* w, const
   const int W = kPackWidth<A>;
   const fast::Plan plan = fast::make_plan(d, w, u);
   summaries<false, kFieldsPlain>(d, k, v, w, carry, plan);
-  for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes) {
+  for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes, i64) {
     item_carry<false, kFieldsPlain, V>(d, w, carry, b, c0, lanes, true, !d.causal);
   });
-  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
+  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes, i64 pf) {
     if constexpr (std::is_same<A, float>::value) {
       if (fast_at(plan, c0)) {
-        fast::item_forward(d, plan, k, v, y, w, u, carry, b, j, c0, lanes, fast_scratch(d));
+        fast::item_forward(d, plan, k, v, y, w, u, carry, b, j, c0, lanes, fast_scratch(d), pf);
         return;
       }
     }
@@ -94,28 +101,28 @@ void backward_impl(const Dims& d, const T* k, const T* v, const T* g, T* gk, T* 
   const int W = kPackWidth<A>;
   const fast::Plan plan = fast::make_plan(d, w, u);
   summaries<true, kFieldsDW>(d, k, v, w, carry, plan);
-  for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes) {
+  for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes, i64) {
     item_carry<true, kFieldsDW, V>(d, w, carry, b, c0, lanes, true, !d.causal);
   });
-  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
+  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes, i64 pf) {
     if constexpr (std::is_same<A, float>::value) {
       if (fast_at(plan, c0)) {
         fast::item_backward_stats(d, plan, k, v, g, w, u, carry, pcarry, gwp, gup, b, j, c0, lanes,
-                                  fast_scratch(d));
+                                  fast_scratch(d), pf);
         return;
       }
     }
     item_backward_stats<V>(d, k, v, g, w, u, carry, pcarry, gwp, gup, b, j, c0, lanes,
                            scratch<State<V>>(d.chunk_len));
   });
-  for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes) {
+  for_items(d, W, false, [&](i64 b, int, i64 c0, int lanes, i64) {
     item_carry<false, kFieldsPlain, V>(d, w, pcarry, b, c0, lanes, !d.causal, true);
   });
-  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes) {
+  for_items(d, W, true, [&](i64 b, int j, i64 c0, int lanes, i64 pf) {
     if constexpr (std::is_same<A, float>::value) {
       if (fast_at(plan, c0) &&
           fast::item_backward_kv(d, plan, k, v, g, gk, gv, w, u, carry, pcarry, b, j, c0, lanes,
-                                 fast_scratch(d)))
+                                 fast_scratch(d), pf))
         return;
     }
     item_backward_kv<V>(d, k, v, g, gk, gv, w, u, carry, pcarry, b, j, c0, lanes,

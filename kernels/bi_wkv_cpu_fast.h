@@ -78,10 +78,21 @@ inline Item make_item(const Dims& d, const Plan& plan, const float* w, const flo
               Io<PF>::ld(w + c0, lanes), Io<PF>::ld(u + c0, lanes), &plan.lam[c0 / kLanes]};
 }
 
-// Largest k of a chunk.
-template <class T> inline PF chunk_kmax(const T* k, i64 ts, int len, int lanes) {
+// Hint that row t of the next work item (pf elements after this item's row t) is read
+// soon: items walk their rows with a stride of C, which the hardware prefetchers follow
+// poorly, so every item fetches the next item's k and v rows while it reads its own.
+template <class T> BIWKV_PINL void prefetch_row(const T* k, const T* v, i64 pf) {
+  __builtin_prefetch(k + pf);
+  __builtin_prefetch(v + pf);
+}
+
+// Largest k of a chunk (the first read of the item's rows: prefetches the next item's).
+template <class T> inline PF chunk_kmax(const T* k, const T* v, i64 ts, int len, int lanes, i64 pf) {
   PF K(Empty<float>::value);
-  for (int t = 0; t < len; ++t) K = vmax(K, Io<PF>::ld(k + t * ts, lanes));
+  for (int t = 0; t < len; ++t) {
+    prefetch_row(k + t * ts, v + t * ts, pf);
+    K = vmax(K, Io<PF>::ld(k + t * ts, lanes));
+  }
   return K;
 }
 
@@ -90,10 +101,11 @@ template <class T> inline PF chunk_kmax(const T* k, i64 ts, int len, int lanes) 
 // (o = the largest term's exponent). With DW also their w-derivatives. buf: 2 * len packs.
 template <bool DW, class T>
 void summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lanes, State<PF>& left,
-             State<PF>& right, PF* buf) {
+             State<PF>& right, PF* buf, i64 pf) {
   // K = max k; ml, mr: the largest exponents k_t +- t w.
   PF K(Empty<float>::value), ml = K, mr = K;
   for (int t = 0; t < len; ++t) {
+    prefetch_row(k + t * ts, v + t * ts, pf);
     PF kt = Io<PF>::ld(k + t * ts, lanes), tw = PF(float(t)) * w;
     K = vmax(K, kt);
     ml = vmax(ml, kt + tw);
@@ -105,7 +117,7 @@ void summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lanes, S
   PF lnd(0.0f), ldd(0.0f), rnd(0.0f), rdd(0.0f);
   for (int t = 0; t < len; ++t) {  // e_t and e_t v_t are kept for the backward sweep
     PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
-    PF e = ex(kt - K), ev = e * vt;
+    PF e = ex_nonpositive(kt - K), ev = e * vt;
     buf[2 * t] = e;
     buf[2 * t + 1] = ev;
     ln = lam * ln + ev;
@@ -155,7 +167,7 @@ inline void right_sweep(const T* k, const T* v, i64 ts, int len, PF lam, PF M, c
   PF bn = Bl.n * sb, bd = Bl.d * sb;
   for (int t = len - 1; t >= 0; --t) {
     PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
-    PF e = ex(kt - M);
+    PF e = ex_nonpositive(kt - M);
     PF* q = buf + stride * t;
     q[0] = bn; q[1] = bd; q[2] = e;
     bn = lam * bn + e * vt;
@@ -166,10 +178,11 @@ inline void right_sweep(const T* k, const T* v, i64 ts, int len, PF lam, PF M, c
 // As chunk_forward (non-causal). buf: 3 * len packs.
 template <class T>
 void forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF lam, PF s0, int lanes,
-             State<PF> Lg, State<PF> Rg, PF* buf) {
+             State<PF> Lg, State<PF> Rg, PF* buf, i64 pf) {
   State<PF> A0 = left_at<false>(left_into_chunk<false>(Lg, w, s0), w, 0);
   State<PF> Bl = right_at<false>(right_into_chunk<false>(Rg, w, s0), w, len - 1);
-  PF M = reference(chunk_kmax(k, ts, len, lanes), u, A0, Bl);
+  for (int t = 0; t < len; ++t) __builtin_prefetch(y + t * ts + pf, 1);
+  PF M = reference(chunk_kmax(k, v, ts, len, lanes, pf), u, A0, Bl);
   PF eu = ex(u);
   PF an, ad;
   right_sweep(k, v, ts, len, lam, M, A0, Bl, lanes, buf, 3, an, ad);
@@ -178,7 +191,7 @@ void forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF lam, 
     PF e = buf[3 * t + 2], be = eu * e;
     PF num = an + buf[3 * t] + be * vt;
     PF den = ad + buf[3 * t + 1] + be;
-    Io<PF>::st(y + t * ts, num / den, lanes);
+    Io<PF>::st(y + t * ts, num * reciprocal(den), lanes);
     an = lam * an + e * vt;
     ad = lam * ad + e;
   }
@@ -190,10 +203,10 @@ void forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF lam, 
 template <class T>
 void backward_stats(const T* k, const T* v, const T* g, i64 ts, int len, PF w, PF u, PF lam, PF s0,
                     int lanes, State<PF> Lg, State<PF> Rg, PF* buf, PF& gw, PF& gu,
-                    State<PF>& pleft, State<PF>& pright) {
+                    State<PF>& pleft, State<PF>& pright, i64 pf) {
   State<PF> A0 = left_at<true>(left_into_chunk<true>(Lg, w, s0), w, 0);
   State<PF> Bl = right_at<true>(right_into_chunk<true>(Rg, w, s0), w, len - 1);
-  PF M = reference(chunk_kmax(k, ts, len, lanes), u, A0, Bl);
+  PF M = reference(chunk_kmax(k, v, ts, len, lanes, pf), u, A0, Bl);
   PF eu = ex(u);
   PF sa = ex(A0.o - M), sb = ex(Bl.o - M);
   // Carried part (entering sums decayed by lam^dist; derivatives formed per token as
@@ -204,7 +217,7 @@ void backward_stats(const T* k, const T* v, const T* g, i64 ts, int len, PF w, P
   PF bn(0.0f), bd(0.0f), bdn(0.0f), bdd(0.0f), pw(1.0f);  // in-chunk right sums; pw = lam^dist
   for (int t = len - 1; t >= 0; --t) {  // right sums b_t, their derivatives and e_t, per token
     PF kt = Io<PF>::ld(k + t * ts, lanes), vt = Io<PF>::ld(v + t * ts, lanes);
-    PF e = ex(kt - M);
+    PF e = ex_nonpositive(kt - M);
     PF dist = PF(float(len - 1 - t));
     PF* q = buf + 5 * t;
     q[0] = pw * Bn + bn;
@@ -259,12 +272,12 @@ void backward_stats(const T* k, const T* v, const T* g, i64 ts, int len, PF w, P
 template <class T>
 bool backward_kv(const T* k, const T* v, const T* g, T* gk, T* gv, i64 ts, int len, PF w, PF u,
                  PF lam, PF s0, int lanes, State<PF> Lg, State<PF> Rg, State<PF> PLg,
-                 State<PF> PRg, PF* buf) {
+                 State<PF> PRg, PF* buf, i64 pf) {
   State<PF> A0 = left_at<false>(left_into_chunk<false>(Lg, w, s0), w, 0);
   State<PF> Bl = right_at<false>(right_into_chunk<false>(Rg, w, s0), w, len - 1);
   State<PF> PL0 = left_at<false>(left_into_chunk<false>(PLg, w, s0), w, 0);
   State<PF> PRl = right_at<false>(right_into_chunk<false>(PRg, w, s0), w, len - 1);
-  PF K = chunk_kmax(k, ts, len, lanes);
+  PF K = chunk_kmax(k, v, ts, len, lanes, pf);
   PF M = reference(K, u, A0, Bl);
   PF Q = vmax(vmax(-M, PL0.o), PRl.o);
   PF KQ = K + Q;
@@ -310,11 +323,11 @@ bool backward_kv(const T* k, const T* v, const T* g, T* gk, T* gv, i64 ts, int l
 // w-derivatives).
 template <bool DW, int F, class T>
 void item_summary(const Dims& d, const Plan& plan, const T* k, const T* v, const float* w,
-                  float* carry, i64 b, int j, i64 c0, int lanes, PF* buf) {
+                  float* carry, i64 b, int j, i64 c0, int lanes, PF* buf, i64 pf) {
   State<PF> left, right;
   const i64 o = d.token0(b, j, c0);
   summary<DW>(k + o, v + o, d.C, d.chunk_size(j), Io<PF>::ld(w + c0, lanes), plan.lam[c0 / kLanes],
-              lanes, left, right, buf);
+              lanes, left, right, buf, pf);
   CarryView<PF, float, F> cv = carry_view<PF, float, F>(d, carry, b, c0, lanes);
   cv.store(j, 0, left);
   cv.store(j, 1, right);
@@ -323,25 +336,26 @@ void item_summary(const Dims& d, const Plan& plan, const T* k, const T* v, const
 // Phase 3 (forward): y for chunk j.
 template <class T>
 void item_forward(const Dims& d, const Plan& plan, const T* k, const T* v, T* y, const float* w,
-                  const float* u, float* carry, i64 b, int j, i64 c0, int lanes, PF* buf) {
+                  const float* u, float* carry, i64 b, int j, i64 c0, int lanes, PF* buf,
+                  i64 pf) {
   const Item f = make_item(d, plan, w, u, b, j, c0, lanes);
   CarryView<PF, float, kFieldsPlain> cv = carry_view<PF, float, kFieldsPlain>(d, carry, b, c0, lanes);
   forward(k + f.o, v + f.o, y + f.o, d.C, f.n, f.w, f.u, *f.lam, f.t0, lanes, cv.load(j, 0),
-          cv.load(j, 1), buf);
+          cv.load(j, 1), buf, pf);
 }
 
 // Backward phase 3: gw/gu partials of chunk j and backward-scan summaries.
 template <class T>
 void item_backward_stats(const Dims& d, const Plan& plan, const T* k, const T* v, const T* g,
                          const float* w, const float* u, float* carry, float* pcarry, float* gwp,
-                         float* gup, i64 b, int j, i64 c0, int lanes, PF* buf) {
+                         float* gup, i64 b, int j, i64 c0, int lanes, PF* buf, i64 pf) {
   const Item f = make_item(d, plan, w, u, b, j, c0, lanes);
   CarryView<PF, float, kFieldsDW> cv = carry_view<PF, float, kFieldsDW>(d, carry, b, c0, lanes);
   CarryView<PF, float, kFieldsPlain> pv = carry_view<PF, float, kFieldsPlain>(d, pcarry, b, c0, lanes);
   PF gw, gu;
   State<PF> pl, pr;
   backward_stats(k + f.o, v + f.o, g + f.o, d.C, f.n, f.w, f.u, *f.lam, f.t0, lanes, cv.load(j, 0),
-                 cv.load(j, 1), buf, gw, gu, pl, pr);
+                 cv.load(j, 1), buf, gw, gu, pl, pr, pf);
   pv.store(j, 0, pl);
   pv.store(j, 1, pr);
   const i64 q = (b * d.nch + j) * d.C + c0;
@@ -354,12 +368,12 @@ void item_backward_stats(const Dims& d, const Plan& plan, const T* k, const T* v
 template <class T>
 bool item_backward_kv(const Dims& d, const Plan& plan, const T* k, const T* v, const T* g, T* gk,
                       T* gv, const float* w, const float* u, float* carry, float* pcarry, i64 b,
-                      int j, i64 c0, int lanes, PF* buf) {
+                      int j, i64 c0, int lanes, PF* buf, i64 pf) {
   const Item f = make_item(d, plan, w, u, b, j, c0, lanes);
   CarryView<PF, float, kFieldsDW> cv = carry_view<PF, float, kFieldsDW>(d, carry, b, c0, lanes);
   CarryView<PF, float, kFieldsPlain> pv = carry_view<PF, float, kFieldsPlain>(d, pcarry, b, c0, lanes);
   return backward_kv(k + f.o, v + f.o, g + f.o, gk + f.o, gv + f.o, d.C, f.n, f.w, f.u, *f.lam,
-                     f.t0, lanes, cv.load(j, 0), cv.load(j, 1), pv.load(j, 0), pv.load(j, 1), buf);
+                     f.t0, lanes, cv.load(j, 0), cv.load(j, 1), pv.load(j, 0), pv.load(j, 1), buf, pf);
 }
 
 }  // namespace fast

@@ -11,6 +11,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "bi_wkv_core.h"
 
@@ -63,13 +66,16 @@ BIWKV_PINL Pack<A, W> select_ge(const Pack<A, W>& p, const Pack<A, W>& q, const 
 // bits. Returns 0 below -87 (the core's "empty" exponents), +inf above 88.5, NaN for NaN.
 // n = round(x / ln2) uses the 1.5 * 2^23 trick (exact for |x / ln2| < 2^22), so the whole
 // function is compares, blends, FMAs and integer shifts on vectors.
-template <int W> BIWKV_PINL Pack<float, W> ex(const Pack<float, W>& a) {
+// kNonPositive: the caller guarantees x <= 0 or NaN (the fast path's per-token exponents,
+// all relative to a maximum), which drops the overflow clamp and blends (NaN still propagates
+// through the polynomial).
+template <bool kNonPositive, int W> BIWKV_PINL Pack<float, W> ex_body(const Pack<float, W>& a) {
   typedef typename Pack<float, W>::vec vf;
   typedef int32_t vi __attribute__((vector_size(sizeof(int32_t) * W)));
   const vf x = a.x;
   const vf lo = vf{} - 87.0f, hi = vf{} + 88.0f;
   vf xc = x < lo ? lo : x;
-  xc = xc > hi ? hi : xc;
+  if (!kNonPositive) xc = xc > hi ? hi : xc;
   const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   vf fn = (xc * 1.44269504088896341f + magic) - magic;
   vf r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
@@ -84,9 +90,34 @@ template <int W> BIWKV_PINL Pack<float, W> ex(const Pack<float, W>& a) {
   vi bits = (n + 127) << 23;
   vf res = p * (vf)bits;  // same-size vector cast: reinterprets the bits
   res = x < lo ? vf{} : res;
-  res = x > 88.5f ? vf{} + INFINITY : res;
-  res = x != x ? x : res;
+  if (!kNonPositive) {
+    res = x > 88.5f ? vf{} + INFINITY : res;
+    res = x != x ? x : res;
+  }
   return Pack<float, W>(res);
+}
+
+template <int W> BIWKV_PINL Pack<float, W> ex(const Pack<float, W>& a) { return ex_body<false>(a); }
+
+// ex() for x <= 0 (or NaN) only; see ex_body.
+template <int W> BIWKV_PINL Pack<float, W> ex_nonpositive(const Pack<float, W>& a) {
+  return ex_body<true>(a);
+}
+
+// 1 / b for the fast forward's outputs y = num * reciprocal(den): with AVX-512, the 14-bit
+// reciprocal estimate refined by one Newton step (relative error ~2^-23; the quotient is
+// within ~1.5 ulp), which runs in the FMA pipes instead of the long-latency divider;
+// elsewhere a plain division. The backward keeps true divisions: its gw sums the quotients
+// of a whole sequence and sits closer to its test bound.
+template <int W> BIWKV_PINL Pack<float, W> reciprocal(const Pack<float, W>& b) {
+#if defined(__AVX512F__)
+  if constexpr (W == 16) {
+    typedef typename Pack<float, W>::vec vf;
+    const vf r0 = (vf)_mm512_maskz_rcp14_ps((__mmask16)0xFFFF, (__m512)b.x);
+    return Pack<float, W>(r0 + r0 * (1.0f - b.x * r0));
+  }
+#endif
+  return Pack<float, W>(1.0f) / b;
 }
 
 template <int W> BIWKV_PINL Pack<double, W> ex(const Pack<double, W>& a) {
