@@ -191,7 +191,7 @@ def _manual_spatial_mix6(m, x, res):
 
 
 @pytest.mark.parametrize('key_norm', [False, True])
-@pytest.mark.parametrize('backend', ['torch', 'reference'])
+@pytest.mark.parametrize('backend', ['torch', 'reference', 'auto'])  # auto: compiled CPU kernel when built
 def test_spatial_mix6_formula(key_norm, backend):
     torch.manual_seed(0)
     m = SpatialMix6(32, 4, 1, num_heads=2, key_norm=key_norm, wkv_backend=backend)
