@@ -59,16 +59,16 @@ TSHIFT_HD i64 group_end(const Geometry& g, i64 c) {
   return head0 + end;
 }
 
-// Token (index inside its batch item) that channel group `group` of token t reads
-// (adjoint = false) or is read by (adjoint = true, the transposed shift); -1 outside the grid.
-TSHIFT_HD i64 source_token(const Geometry& g, int group, i64 t, bool adjoint) {
+// Token (index inside its batch item) that channel group `group` of token t at grid cell
+// (h, w) = (t / W, t % W) reads (adjoint = false) or is read by (adjoint = true, the
+// transposed shift); -1 outside the grid. The CPU driver passes (h, w) once per token.
+TSHIFT_HD i64 source_token_at(const Geometry& g, int group, i64 t, i64 h, i64 w, bool adjoint) {
   if (group == kSelf) return t;
   const i64 s = adjoint ? -g.s : g.s;
   if (group == kFromPrev) {
     const i64 src = t - s;
     return (src >= 0 && src < g.T) ? src : -1;
   }
-  i64 h = t / g.W, w = t % g.W;
   if (group == kFromLeft) w -= s;
   else if (group == kFromRight) w += s;
   else if (group == kFromAbove) h -= s;
@@ -76,11 +76,19 @@ TSHIFT_HD i64 source_token(const Geometry& g, int group, i64 t, bool adjoint) {
   return (h >= 0 && h < g.H && w >= 0 && w < g.W) ? h * g.W + w : -1;
 }
 
+TSHIFT_HD i64 source_token(const Geometry& g, int group, i64 t, bool adjoint) {
+  const bool grid = g.mode == kQuad && group != kSelf;
+  return source_token_at(g, group, t, grid ? t / g.W : 0, grid ? t % g.W : 0, adjoint);
+}
+
 // torch.lerp's formula (aten/src/ATen/native/Lerp.h), so the fused op rounds like the
 // unfused lerp: start + w (end - start) for |w| < 1/2, end - (end - start)(1 - w) otherwise.
+// Both branches are computed and one selected (no short-circuit), so that the CPU driver's
+// channel loops vectorise with a blend.
 template <class A> TSHIFT_HD A lerp(A start, A end, A w) {
   const A diff = end - start;
-  return (w < A(0.5) && w > A(-0.5)) ? start + w * diff : end - diff * (A(1) - w);
+  const A lo = start + w * diff, hi = end - diff * (A(1) - w);
+  return ((w < A(0.5)) & (w > A(-0.5))) ? lo : hi;
 }
 
 }  // namespace tshift

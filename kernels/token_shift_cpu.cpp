@@ -1,12 +1,15 @@
 // CPU driver of the token-shift-and-mix op: at::parallel_for (torch's thread pool) over blocks
-// of kRowsPerBlock tokens (rows of [B * T, C]); inside a row, one run of channels per shift
-// group (token_shift_core.h: group_of / group_end), whose source row is fixed, so the inner
-// loops over channels are plain unit-stride loops the compiler vectorises. fp32/fp64 storage
-// with their own math, fp16/bf16 storage with fp32 math.
+// of kRowsPerBlock tokens (rows of [B * T, C]). The channels of a row split into runs of one
+// shift group each (token_shift_core.h: group_of / group_end), the same runs for every row, so
+// they are listed once per call; a row then finds its grid cell once and each run's source
+// row with a few compares (source_token_at), and the work is plain unit-stride loops over the
+// channels of a run that the compiler vectorises (lerp selects between its two branches).
+// fp32/fp64 storage with their own math, fp16/bf16 storage with fp32 math.
 // The mix gradient is written as one partial sum per block and summed afterwards in a fixed
 // order, so it does not depend on the thread count.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -15,29 +18,43 @@
 namespace tshift {
 namespace {
 
-// Calls fn(row, b, t, c0, c1, group) for every run of equal-group channels of every row, in
-// parallel over row blocks; fn also gets the block index.
-template <class F> void for_runs(const Geometry& g, F fn) {
+// Channels [c0, c1) of one shift group.
+struct Run {
+  i64 c0, c1;
+  int group;
+};
+
+std::vector<Run> runs_of(const Geometry& g) {
+  std::vector<Run> runs;
+  for (i64 c0 = 0; c0 < g.C;) {
+    const i64 c1 = group_end(g, c0);
+    runs.push_back(Run{c0, c1, group_of(g, c0)});
+    c0 = c1;
+  }
+  return runs;
+}
+
+// Calls fn(blk, row, b, t, h, w) for every row, in parallel over row blocks (blk: the block
+// index; (h, w): the token's grid cell, (0, 0) outside q_shift modes).
+template <class F> void for_rows(const Geometry& g, F fn) {
   at::parallel_for(0, blocks_of(g), 1, [&](i64 begin, i64 end) {
     for (i64 blk = begin; blk < end; ++blk) {
-      const i64 r1 = std::min(g.B * g.T, (blk + 1) * kRowsPerBlock);
-      for (i64 row = blk * kRowsPerBlock; row < r1; ++row) {
-        for (i64 c0 = 0; c0 < g.C;) {
-          const i64 c1 = group_end(g, c0);
-          fn(blk, row, row / g.T, row % g.T, c0, c1, group_of(g, c0));
-          c0 = c1;
-        }
+      const i64 r0 = blk * kRowsPerBlock, r1 = std::min(g.B * g.T, r0 + kRowsPerBlock);
+      for (i64 row = r0; row < r1; ++row) {
+        const i64 b = row / g.T, t = row % g.T;
+        const bool grid = g.mode == kQuad;
+        fn(blk, row, b, t, grid ? t / g.W : 0, grid ? t % g.W : 0);
       }
     }
   });
 }
 
-// Row of x (or of one [B, T, C] slice of grad_out) that token t of batch item b reads; the
-// zero row where the source is outside the grid.
+// Row of x (or of one [B, T, C] slice of grad_out) that token t of batch item b reads through
+// a run's group (adjoint: the row that reads token t); the zero row outside the grid.
 template <class T>
-const T* source_row(const Geometry& g, const T* base, const T* zeros, i64 b, i64 t, int group,
-                    bool adjoint) {
-  const i64 src = source_token(g, group, t, adjoint);
+const T* source_row(const Geometry& g, const T* base, const T* zeros, i64 b, i64 t, i64 h, i64 w,
+                    int group, bool adjoint) {
+  const i64 src = source_token_at(g, group, t, h, w, adjoint);
   return src < 0 ? zeros : base + (b * g.T + src) * g.C;
 }
 
@@ -45,42 +62,57 @@ template <class T>
 void forward_impl(const Geometry& g, i64 M, const T* x, const T* mix, const T* zeros, T* out) {
   using A = at::opmath_type<T>;
   const i64 n = g.B * g.T * g.C;
-  for_runs(g, [&](i64, i64 row, i64 b, i64 t, i64 c0, i64 c1, int group) {
+  const std::vector<Run> runs = runs_of(g);
+  for_rows(g, [&](i64, i64 row, i64 b, i64 t, i64 h, i64 w) {
     const T* xr = x + row * g.C;
-    const T* xs = source_row(g, x, zeros, b, t, group, false);
-    for (i64 m = 0; m < M; ++m) {
-      const T* w = mix + m * g.C;
-      T* o = out + m * n + row * g.C;
-      for (i64 c = c0; c < c1; ++c) o[c] = (T)lerp<A>((A)xs[c], (A)xr[c], (A)w[c]);
+    for (const Run& run : runs) {
+      const T* xs = source_row(g, x, zeros, b, t, h, w, run.group, false);
+      for (i64 m = 0; m < M; ++m) {
+        const T* mw = mix + m * g.C;
+        T* o = out + m * n + row * g.C;
+        for (i64 c = run.c0; c < run.c1; ++c) o[c] = (T)lerp<A>((A)xs[c], (A)xr[c], (A)mw[c]);
+      }
     }
   });
 }
+
+// Channels per tile of the backward's grad_x accumulator (a stack array the tile's M
+// coefficient loops add into, so it stays in L1 and no heap scratch is needed).
+constexpr i64 kTile = 256;
 
 template <class T>
 void backward_impl(const Geometry& g, i64 M, const T* x, const T* mix, const T* gout,
                    const T* zeros, T* gx, at::opmath_type<T>* partial) {
   using A = at::opmath_type<T>;
   const i64 n = g.B * g.T * g.C;
-  for_runs(g, [&](i64 blk, i64 row, i64 b, i64 t, i64 c0, i64 c1, int group) {
-    thread_local std::vector<A> acc;
-    if ((i64)acc.size() < g.C) acc.resize(g.C);
+  const std::vector<Run> runs = runs_of(g);
+  for_rows(g, [&](i64 blk, i64 row, i64 b, i64 t, i64 h, i64 w) {
     const T* xr = x + row * g.C;
-    const T* xs = source_row(g, x, zeros, b, t, group, false);
-    for (i64 c = c0; c < c1; ++c) acc[c] = A(0);
-    for (i64 m = 0; m < M; ++m) {
-      const T* w = mix + m * g.C;
-      const T* gm = gout + m * n + row * g.C;
-      // grad of the output that reads this token's channels through the shift
-      const T* ga = source_row(g, gout + m * n, zeros, b, t, group, true);
-      A* pm = partial + (blk * M + m) * g.C;
-      for (i64 c = c0; c < c1; ++c) {
-        const A wc = (A)w[c], gc = (A)gm[c];
-        acc[c] += gc * wc + (A)ga[c] * (A(1) - wc);
-        pm[c] += gc * ((A)xr[c] - (A)xs[c]);
+    T* gxr = gx + row * g.C;
+    for (const Run& run : runs) {
+      const T* xs = source_row(g, x, zeros, b, t, h, w, run.group, false);
+      // the token whose output reads this token's channels through the shift
+      const i64 dst = source_token_at(g, run.group, t, h, w, true);
+      for (i64 c0 = run.c0; c0 < run.c1; c0 += kTile) {
+        const i64 len = std::min(kTile, run.c1 - c0);
+        A acc[kTile];
+        for (i64 i = 0; i < len; ++i) acc[i] = A(0);
+        for (i64 m = 0; m < M; ++m) {
+          const T* mw = mix + m * g.C + c0;
+          const T* gm = gout + m * n + row * g.C + c0;
+          const T* ga = dst < 0 ? zeros + c0 : gout + m * n + (b * g.T + dst) * g.C + c0;
+          const T* xc = xr + c0;
+          const T* sc = xs + c0;
+          A* pm = partial + (blk * M + m) * g.C + c0;
+          for (i64 i = 0; i < len; ++i) {
+            const A wc = (A)mw[i], gc = (A)gm[i];
+            acc[i] += gc * wc + (A)ga[i] * (A(1) - wc);
+            pm[i] += gc * ((A)xc[i] - (A)sc[i]);
+          }
+        }
+        for (i64 i = 0; i < len; ++i) gxr[c0 + i] = (T)acc[i];
       }
     }
-    T* gxr = gx + row * g.C;
-    for (i64 c = c0; c < c1; ++c) gxr[c] = (T)acc[c];
   });
 }
 
