@@ -139,6 +139,29 @@ def test_backend_matches_reference(backend, dtype):
 
 @needs_cpu
 @pytest.mark.parametrize('mode', MODES)
+def test_cpu_wide_channel_runs(mode):
+    """Path: cpu vs reference (fp64) with runs of one shift group longer than the CPU
+    backward's 256-channel tile (C = 1100: q_shift quarters of 275 channels, token_shift one run
+    of 1100): values and both gradients. And the fp32 forward equals the torch path bit for bit
+    (the kernel's lerp computes both branches and selects like torch.lerp)."""
+    grid, C = (2, 3), 1100
+    kw = kwargs_of(grid, mode, 1, 0.25, 2 if mode == 'q_shift_multihead' else 1)
+    x, mix = inputs(grid, C, F64)
+    g = torch.randn((3,) + tuple(x.shape), dtype=F64)
+    y, grads = forward_backward(lambda a, b: token_shift_mix(a, b, backend='cpu', **kw), x, mix,
+                                grad=g)
+    y_ref, grads_ref = forward_backward(lambda a, b: token_shift_mix_reference(a, b, **kw), x,
+                                        mix, grad=g)
+    for name, a, r in (('y', y, y_ref), ('gx', grads[0], grads_ref[0]),
+                       ('gmix', grads[1], grads_ref[1])):
+        assert rel_err(a, r, 1.0) <= TOL[F64], (name, mode)
+    x32, mix32 = x.float(), mix.float()
+    assert torch.equal(token_shift_mix(x32, mix32, backend='cpu', **kw),
+                       token_shift_mix(x32, mix32, backend='torch', **kw))
+
+
+@needs_cpu
+@pytest.mark.parametrize('mode', MODES)
 def test_cpu_gradcheck(mode):
     """Path: cpu, float64 gradcheck of x and mix."""
     x, mix = inputs((3, 5), 12, F64)
