@@ -9,7 +9,7 @@
 #   3. builds mmvrwkv._ext in place with the CUDA kernel for the local GPU's architecture
 #      (detected through torch), timing the build;
 #   4. runs the `cuda`-marked tests (log + junit xml);
-#   5. runs the Bi-WKV op benchmark on cuda in bf16 and fp32 with --check (log, JSON, PNG);
+#   5. runs the Bi-WKV op benchmark on cuda in bf16 and fp32, and the Bi-WKV6 op in bf16, with --check (log, JSON, PNG);
 #   6. runs tools/analysis/benchmark_model.py on cuda when that file exists;
 #   7. checks the op benchmark's JSON against the targets (tools/analysis/check_targets.py);
 #   8. writes $OUT/summary.txt (rc and time of every step, build time, test result, benchmark
@@ -97,6 +97,7 @@ if [ "$DRY" = 1 ]; then Q='--device cpu --quick'; FP32_EXTRA=''; else Q='--devic
 BENCH="'$PY' $A/benchmark_bi_wkv.py $Q --check --no-progress"
 step bench_bf16 150 "$BENCH --dtype bfloat16 --json '$OUT/bench_bf16.json' --plot '$OUT/bench_bf16.png'"
 step bench_fp32 100 "$BENCH --dtype float32 $FP32_EXTRA --json '$OUT/bench_fp32.json' --plot '$OUT/bench_fp32.png'"
+step bench_v6 60 "$BENCH --op bi_wkv6 --dtype bfloat16 --json '$OUT/bench_v6.json' --plot '$OUT/bench_v6.png'"
 
 # 6. model benchmark (when it exists) ------------------------------------------------------
 MODEL=$A/benchmark_model.py
@@ -116,8 +117,8 @@ fi
 step targets 30 "'$PY' $A/check_targets.py '$OUT'/bench_*.json"
 
 # 8. summary and packing -------------------------------------------------------------------
-steps summary --title "dry_run=$DRY  device=$DEV" --logs bench_bf16 bench_fp32 bench_model \
+steps summary --title "dry_run=$DRY  device=$DEV" --logs bench_bf16 bench_fp32 bench_v6 bench_model \
   --target-logs targets
-steps pack --keep bench_bf16.png bench_fp32.png model.png bench_bf16.json bench_fp32.json \
-  model.json pytest_cuda.log build.log
+steps pack --keep bench_bf16.png bench_fp32.png bench_v6.png model.png bench_bf16.json \
+  bench_fp32.json bench_v6.json model.json pytest_cuda.log build.log
 cat "$OUT/summary.txt"

@@ -1,5 +1,5 @@
 """Vision-RWKV block: SpatialMix + ChannelMix with residuals, norms and layer scale."""
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -41,6 +41,9 @@ class Block(nn.Module):
             training with gradients, trading compute for activation memory.
         attn_direction: 'bi' or 'uni' (SpatialMix).
         wkv_backend: backend argument of :func:`mmvrwkv.ops.bi_wkv`.
+        mixers: prebuilt ``(att, ffn)`` mixers (another family, e.g. VRWKV6's), called as
+            ``att(x, patch_resolution, norm=None)``; then the mixer arguments above are unused.
+            Default: :class:`SpatialMix` and :class:`ChannelMix` built from them.
     """
 
     def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
@@ -48,7 +51,8 @@ class Block(nn.Module):
                  hidden_rate: float = 4, init_mode: str = 'fancy',
                  init_values: Optional[float] = None, post_norm: bool = False,
                  key_norm: bool = False, with_cp: bool = False, attn_direction: str = 'bi',
-                 wkv_backend: str = 'auto') -> None:
+                 wkv_backend: str = 'auto',
+                 mixers: Optional[Tuple[nn.Module, nn.Module]] = None) -> None:
         super().__init__()
         if init_values is not None and (isinstance(init_values, bool)
                                         or not isinstance(init_values, (int, float))):
@@ -61,13 +65,16 @@ class Block(nn.Module):
             self.ln0 = nn.LayerNorm(C)
         self.ln1 = nn.LayerNorm(C)
         self.ln2 = nn.LayerNorm(C)
-        self.att = SpatialMix(C, depth, layer_id, shift_mode=shift_mode,
-                              channel_gamma=channel_gamma, shift_pixel=shift_pixel,
-                              init_mode=init_mode, key_norm=key_norm,
-                              attn_direction=attn_direction, wkv_backend=wkv_backend)
-        self.ffn = ChannelMix(C, depth, layer_id, shift_mode=shift_mode,
-                              channel_gamma=channel_gamma, shift_pixel=shift_pixel,
-                              hidden_rate=hidden_rate, init_mode=init_mode, key_norm=key_norm)
+        if mixers is None:
+            mixers = (SpatialMix(C, depth, layer_id, shift_mode=shift_mode,
+                                 channel_gamma=channel_gamma, shift_pixel=shift_pixel,
+                                 init_mode=init_mode, key_norm=key_norm,
+                                 attn_direction=attn_direction, wkv_backend=wkv_backend),
+                      ChannelMix(C, depth, layer_id, shift_mode=shift_mode,
+                                 channel_gamma=channel_gamma, shift_pixel=shift_pixel,
+                                 hidden_rate=hidden_rate, init_mode=init_mode,
+                                 key_norm=key_norm))
+        self.att, self.ffn = mixers
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.layer_scale = init_values is not None
         if self.layer_scale:

@@ -21,11 +21,7 @@ class ChannelMix6(ChannelMix):
                  key_norm: bool = False) -> None:
         super().__init__(embed_dims, depth, layer_id, shift_mode=shift_mode,
                          shift_pixel=shift_pixel, hidden_rate=hidden_rate,
-                         init_mode=init_mode, key_norm=key_norm)
-        # ChannelMix does not pass num_heads to TokenShift (yet): set it here, checked the
-        # way TokenShift checks it; shift() and mix() read the attribute.
-        head_size_of(embed_dims, num_heads, 'ChannelMix6 (embed_dims)')
-        self.num_heads = num_heads
+                         init_mode=init_mode, key_norm=key_norm, num_heads=num_heads)
 
     def mix(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> Tuple[torch.Tensor, ...]:
         patches, cls_token = split_cls_token(x, patch_resolution)
@@ -57,15 +53,12 @@ class Block6(Block):
                  wkv_backend: str = 'auto') -> None:
         head_size_of(embed_dims, num_heads, 'Block6 (embed_dims)')
         check_v6_init_mode(init_mode)
-        # Block builds the v1 mixers (it has no way to take others yet, see the report to the
-        # lead); both are replaced below, at the same state-dict positions.
-        super().__init__(embed_dims, depth, layer_id, shift_mode='none', shift_pixel=0,
-                         drop_path=drop_path, hidden_rate=1, init_mode=init_mode,
-                         init_values=init_values, post_norm=post_norm, key_norm=False,
-                         with_cp=with_cp)
-        self.att = SpatialMix6(embed_dims, depth, layer_id, num_heads, shift_mode=shift_mode,
-                               shift_pixel=shift_pixel, init_mode=init_mode,
-                               key_norm=key_norm, wkv_backend=wkv_backend)
-        self.ffn = ChannelMix6(embed_dims, depth, layer_id, num_heads, shift_mode=shift_mode,
-                               shift_pixel=shift_pixel, hidden_rate=hidden_rate,
-                               init_mode=init_mode, key_norm=key_norm)
+        att = SpatialMix6(embed_dims, depth, layer_id, num_heads, shift_mode=shift_mode,
+                          shift_pixel=shift_pixel, init_mode=init_mode, key_norm=key_norm,
+                          wkv_backend=wkv_backend)
+        ffn = ChannelMix6(embed_dims, depth, layer_id, num_heads, shift_mode=shift_mode,
+                          shift_pixel=shift_pixel, hidden_rate=hidden_rate,
+                          init_mode=init_mode, key_norm=key_norm)
+        super().__init__(embed_dims, depth, layer_id, drop_path=drop_path,
+                         init_values=init_values, post_norm=post_norm, with_cp=with_cp,
+                         mixers=(att, ffn))

@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .init_modes import channel_positions, check_init_mode, layer_ratios
+from .init_modes import check_init_mode, fancy_token_mix
 from .recompute import module_parameters, recompute_linear, use_recompute
 from .shift import TokenShift
 
@@ -26,6 +26,7 @@ class ChannelMix(TokenShift):
         init_mode: 'fancy' | 'local' | 'global' initialisation of the mix parameters.
         key_norm: LayerNorm over the hidden channels after the squared ReLU (stabilises large
             models).
+        num_heads: heads of the 'q_shift_multihead' shift (VRWKV6); must divide embed_dims.
 
     In eager training the forward keeps only what the backward needs
     (:meth:`_forward_recompute`; ``recompute = False`` turns that off, e.g. to compare).
@@ -35,8 +36,9 @@ class ChannelMix(TokenShift):
 
     def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
                  channel_gamma: float = 0.25, shift_pixel: int = 1, hidden_rate: float = 4,
-                 init_mode: str = 'fancy', key_norm: bool = False) -> None:
-        super().__init__(embed_dims, ('k', 'r'), shift_mode, shift_pixel, channel_gamma)
+                 init_mode: str = 'fancy', key_norm: bool = False, num_heads: int = 1) -> None:
+        super().__init__(embed_dims, ('k', 'r'), shift_mode, shift_pixel, channel_gamma,
+                         num_heads=num_heads)
         if not isinstance(hidden_rate, (int, float)) or isinstance(hidden_rate, bool) \
                 or int(hidden_rate * embed_dims) < 1:
             raise ValueError(f'hidden_rate must be a positive number giving at least one hidden '
@@ -60,10 +62,9 @@ class ChannelMix(TokenShift):
         """(Re)initialise the mix coefficients: 'fancy' ``x^r10`` for both (x = h / C),
         'local' 1 (no shift), 'global' 0.5."""
         if self.init_mode == 'fancy':
-            _, r10 = layer_ratios(self.layer_id, self.depth)
-            x = channel_positions(self.embed_dims).to(self.spatial_mix_k.device) ** r10
-            self.spatial_mix_k.copy_(x)
-            self.spatial_mix_r.copy_(x)
+            mu = fancy_token_mix(self.embed_dims, self.layer_id, self.depth)['k']
+            self.spatial_mix_k.copy_(mu)
+            self.spatial_mix_r.copy_(mu)
         else:
             value = 1.0 if self.init_mode == 'local' else 0.5
             self.spatial_mix_k.fill_(value)

@@ -5,8 +5,7 @@ import torch
 import torch.nn as nn
 
 from mmvrwkv.ops import BACKENDS, bi_wkv
-from .init_modes import (channel_positions, check_init_mode, fancy_decay_and_first,
-                         layer_ratios)
+from .init_modes import check_init_mode, fancy_decay_and_first, fancy_token_mix
 from .recompute import module_parameters, recompute_linear, use_recompute
 from .shift import TokenShift
 
@@ -88,14 +87,12 @@ class SpatialMix(TokenShift):
         """
         C = self.embed_dims
         if self.init_mode == 'fancy':
-            r01, r10 = layer_ratios(self.layer_id, self.depth)
             decay, first = fancy_decay_and_first(C, self.layer_id, self.depth)
-            x = channel_positions(C).to(self.spatial_decay.device)
+            mu = fancy_token_mix(C, self.layer_id, self.depth)
             self.spatial_decay.copy_(decay)
             self.spatial_first.copy_(first)
-            self.spatial_mix_k.copy_(x ** r10)
-            self.spatial_mix_v.copy_(x ** r10 + 0.3 * r01)
-            self.spatial_mix_r.copy_(x ** (0.5 * r10))
+            for name in self.mix_names:
+                getattr(self, f'spatial_mix_{name}').copy_(mu[name])
         elif self.init_mode == 'local':
             for p in (self.spatial_decay, self.spatial_first, self.spatial_mix_k,
                       self.spatial_mix_v, self.spatial_mix_r):
