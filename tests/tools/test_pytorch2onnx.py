@@ -44,6 +44,30 @@ def test_backbone_matches_onnxruntime(tool, tmp_path, exporter, size):
         assert diffs['feat0'] <= ATOL, (exporter, shape, diffs)
 
 
+def test_dynamic_image_size_dynamo(tool, tmp_path):
+    """--dynamic-size with the dynamo exporter: one file serves other batch sizes and other
+    (also non-square) image sizes within 1e-4 of PyTorch (the patch grid stays symbolic in
+    the token shift and the position-embedding resize)."""
+    torch.manual_seed(0)
+    model = tool.build_backbone('tiny', (64, 64), depth=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if 'spatial_mix' in name or 'spatial_decay' in name or 'spatial_first' in name:
+                p.uniform_(-1, 1)
+    path = str(tmp_path / 'dyn.onnx')
+    tool.export_onnx(model, path, (1, 3, 64, 64), 'dynamo', dynamic_size=True)
+    shapes = [(1, 3, 64, 64), (2, 3, 96, 80), (1, 3, 48, 112)]
+    results = tool.verify_onnx(model, path, shapes)
+    assert [s for s, _ in results] == shapes
+    for shape, diffs in results:
+        assert diffs['feat0'] <= ATOL, (shape, diffs)
+
+
+def test_dynamic_size_refused_for_legacy_exporter(tool):
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--arch', 'tiny', '--dynamic-size', '--exporter', 'legacy'])
+
+
 def test_classifier_from_config(tool, tmp_path, capsys):
     """The demo config's whole classifier (backbone + neck + head -> 10 logits), legacy
     exporter: --verify passes and prints the difference per input."""

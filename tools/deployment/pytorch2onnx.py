@@ -15,11 +15,9 @@ part of it) and returns the logits (``logits``) or the backbone's feature maps (
 ``feat1``, ...). The Bi-WKV op runs its portable ``'torch'`` backend while exporting, so the
 graph holds only standard ONNX operators.
 
-The batch dimension is dynamic unless ``--static-batch``. ``--dynamic-size`` asks for dynamic
-height and width too; the backbone reads its patch grid as Python ints in two places (the
-position-embedding resize and the token-shift grid check), which fixes the grid in the graph,
-so ``--verify`` then also runs a second image size and fails when the graph is not
-size-generic. Export one file per input size until that is changed (``--shape``).
+The batch dimension is dynamic unless ``--static-batch``. ``--dynamic-size`` makes height and
+width dynamic too (dynamo exporter only: the legacy exporter records the patch grid as
+constants); ``--verify`` then also runs a second image size.
 
 Exporters (``--exporter``): ``dynamo`` (``torch.onnx.export(..., dynamo=True)``, through
 ``torch.export``; needs ``onnxscript``) and ``legacy`` (``dynamo=False``, TorchScript tracing).
@@ -183,7 +181,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--batch-size', type=int, default=1, help='batch of the example input')
     p.add_argument('--static-batch', action='store_true', help='fix the batch size')
     p.add_argument('--dynamic-size', action='store_true',
-                   help='ask for dynamic height and width (see above: not size-generic yet)')
+                   help='dynamic height and width too (dynamo exporter only)')
     p.add_argument('--exporter', choices=EXPORTERS, default='dynamo')
     p.add_argument('--opset', type=int, default=None, help="opset (default: the exporter's)")
     p.add_argument('--out', default='vrwkv.onnx', help='ONNX file to write')
@@ -199,6 +197,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error('--backbone-only needs a config')
     if args.batch_size < 1 or min(args.shape) < 1:
         p.error('--batch-size and --shape must be positive')
+    if args.dynamic_size and args.exporter == 'legacy':
+        p.error('--dynamic-size needs --exporter dynamo (the legacy exporter records the patch '
+                'grid as constants)')
     return args
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
+from mmvrwkv.ops.backends import capturing_graph
 from mmvrwkv.registry import MODELS
 from ..layers import Block, PatchEmbed
 
@@ -29,12 +30,6 @@ _POS_CACHE_SIZE = 8
 
 def _is_int(x) -> bool:
     return isinstance(x, Integral) and not isinstance(x, bool)
-
-
-def _is_compiling() -> bool:
-    compiler = getattr(torch, 'compiler', None)
-    return bool(compiler is not None and hasattr(compiler, 'is_compiling')
-                and compiler.is_compiling())
 
 
 @MODELS.register_module()
@@ -337,12 +332,16 @@ class VRWKV(BaseModule):
         ``[1, C, h, w]`` grid) is negligible next to the blocks. Nothing is cached while
         tracing, scripting or compiling, where the resize must be part of the graph.
         """
-        dst = (int(patch_resolution[0]), int(patch_resolution[1]))
         pos = self.pos_embed
+        if any(isinstance(v, torch.SymInt) for v in patch_resolution):
+            # A symbolic grid (export with a dynamic image size): always resize (the identity
+            # on the stored grid); comparing it with the stored grid would pin its size.
+            return self._interpolate_pos_embed(pos, self.patch_resolution,
+                                               tuple(patch_resolution))
+        dst = (int(patch_resolution[0]), int(patch_resolution[1]))
         if dst == self.patch_resolution:
             return pos
-        cacheable = not (torch.is_grad_enabled() and pos.requires_grad) and not (
-            torch.jit.is_tracing() or torch.jit.is_scripting() or _is_compiling())
+        cacheable = not (torch.is_grad_enabled() and pos.requires_grad) and not capturing_graph()
         if not cacheable:
             return self._interpolate_pos_embed(pos, self.patch_resolution, dst)
         key = (pos.device, pos.dtype, pos.data_ptr(), pos._version,

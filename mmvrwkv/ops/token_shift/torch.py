@@ -21,7 +21,8 @@ def _shifted(g: torch.Tensor, dim: int, s: int) -> torch.Tensor:
     """``g`` moved by ``s`` positions along ``dim`` (``out[i] = g[i - s]``), zero filled;
     ``s < 0`` moves the other way. ``|s| >= size`` gives zeros."""
     n = g.shape[dim]
-    k = min(abs(s), n)
+    # sym_min keeps a dynamic (export) size symbolic; the legacy tracer's sizes are tensors.
+    k = torch.sym_min(abs(s), n) if isinstance(n, torch.SymInt) else min(abs(s), n)
     pad = [0, 0] * (g.dim() - 1 - dim)
     if s > 0:
         return F.pad(g.narrow(dim, 0, n - k), pad + [k, 0])
@@ -29,15 +30,22 @@ def _shifted(g: torch.Tensor, dim: int, s: int) -> torch.Tensor:
 
 
 def grid_of(x: torch.Tensor, patch_resolution: Optional[Sequence[int]], fn: str) -> tuple:
-    """``(H, W)`` as ints, checked against ``x``'s token count (ValueError otherwise)."""
+    """``(H, W)`` as ints (symbolic sizes stay symbolic), checked against ``x``'s token count
+    (ValueError otherwise)."""
     if patch_resolution is None:
         raise ValueError(f'{fn} needs patch_resolution=(H, W)')
     if len(patch_resolution) != 2:
         raise ValueError(f'{fn}: patch_resolution must be (H, W), got {patch_resolution!r}')
-    H, W = int(patch_resolution[0]), int(patch_resolution[1])
-    if H * W != x.shape[1]:
+    H, W = (v if isinstance(v, torch.SymInt) else int(v) for v in patch_resolution)
+    T = x.shape[1]
+    if any(isinstance(v, torch.SymInt) for v in (H, W, T)):
+        # Symbolic sizes (export with a dynamic image size): keep them symbolic, a Python
+        # comparison would pin them to the example's values.
+        torch._check(H * W == T, lambda: f'{fn}: patch_resolution (H, W) does not match the '
+                                         'token count T')
+    elif H * W != T:
         raise ValueError(f'{fn}: patch_resolution {tuple(patch_resolution)} does not match '
-                         f'the token count T={x.shape[1]}')
+                         f'the token count T={T}')
     return H, W
 
 
