@@ -22,6 +22,17 @@ BACKENDS = ('auto', 'cuda', 'cpu', 'torch', 'reference')
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def check_float_tensors(op: str, **tensors) -> None:
+    """TypeError naming the argument unless every value is a floating-point torch.Tensor of
+    one of :data:`FLOAT_DTYPES`."""
+    for name, x in tensors.items():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'{op}: {name} must be a torch.Tensor, got {type(x).__name__}')
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f'{op}: {name} must be a floating-point tensor '
+                            f'(float16, bfloat16, float32 or float64), got {x.dtype}')
+
+
 def exporting() -> bool:
     """True inside ``torch.onnx.export`` (the legacy exporter's flag)."""
     onnx = getattr(torch, 'onnx', None)

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from .._ext import cuda_max_chunk_len, ext_available, ext_load_error
-from ..backends import BACKENDS, FLOAT_DTYPES, resolve_backend
+from ..backends import BACKENDS, check_float_tensors, resolve_backend
 from ..backends import available_backends as _available_backends
 from .reference import bi_wkv_reference
 from .torch import bi_wkv_torch, check_range
@@ -39,12 +39,7 @@ def available_backends() -> tuple:
 
 
 def _check(w, u, k, v) -> None:
-    for name, x in (('w', w), ('u', u), ('k', k), ('v', v)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'bi_wkv: {name} must be a torch.Tensor, got {type(x).__name__}')
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f'bi_wkv: {name} must be a floating-point tensor '
-                            f'(float16, bfloat16, float32 or float64), got {x.dtype}')
+    check_float_tensors('bi_wkv', w=w, u=u, k=k, v=v)
     if k.dim() != 3:
         raise ValueError(f'bi_wkv: k must have shape [B, T, C], got {tuple(k.shape)}')
     if v.shape != k.shape:

@@ -15,7 +15,7 @@ implementation (:mod:`.compiled`), so ``fullgraph=True`` works.
 """
 import torch
 
-from ..backends import BACKENDS, FLOAT_DTYPES, resolve_backend
+from ..backends import BACKENDS, check_float_tensors, resolve_backend
 from ..backends import available_backends as _available_backends
 from .compiled import compiled_available, compiled_load_error
 from .reference import bi_wkv6_reference
@@ -26,12 +26,7 @@ from .torch import bi_wkv6_torch
 import torch  # noqa: E402,F811
 
 def _check(r, k, v, w, u) -> None:
-    for name, x in (('r', r), ('k', k), ('v', v), ('w', w), ('u', u)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'bi_wkv6: {name} must be a torch.Tensor, got {type(x).__name__}')
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f'bi_wkv6: {name} must be a floating-point tensor '
-                            f'(float16, bfloat16, float32 or float64), got {x.dtype}')
+    check_float_tensors('bi_wkv6', r=r, k=k, v=v, w=w, u=u)
     if r.dim() != 3:
         raise ValueError(f'bi_wkv6: r must have shape [B, T, C], got {tuple(r.shape)}')
     for name, x in (('k', k), ('v', v), ('w', w)):

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 
 from .. import backends
-from ..backends import BACKENDS, FLOAT_DTYPES
+from ..backends import BACKENDS
 from .compiled import compiled_available
 from .reference import token_shift_mix_reference
 from .torch import (SHIFT_FUNCS, grid_of, head_size_of, no_shift, q_shift, q_shift_multihead,
@@ -47,12 +47,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def _check(x, mix, patch_resolution, shift_mode, shift_pixel, channel_gamma, num_heads) -> None:
-    for name, t in (('x', x), ('mix', mix)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f'{_FN}: {name} must be a torch.Tensor, got {type(t).__name__}')
-        if t.dtype not in FLOAT_DTYPES:
-            raise TypeError(f'{_FN}: {name} must be a floating-point tensor (float16, bfloat16, '
-                            f'float32 or float64), got {t.dtype}')
+    backends.check_float_tensors(_FN, x=x, mix=mix)
     if x.dim() != 3:
         raise ValueError(f'{_FN}: x must have shape [B, T, C], got {tuple(x.shape)}')
     if mix.dim() != 2 or mix.shape[1] != x.shape[2] or mix.shape[0] < 1:
