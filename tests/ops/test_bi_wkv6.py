@@ -3,9 +3,10 @@ backend against the float64 O(T^2) reference (values and the gradients of r, k, 
 gradcheck, lengths 1 / 257 / 1025 / 16384, odd and full-size heads, the variants that decay by
 the end tokens, extreme values, input checks, torch.compile, jit.trace, ONNX export, CUDA.
 
-Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6_cpu.cpp running the core
-kernels/bi_wkv6_core.h: column view for y and grad v, row view with checkpoints every ~sqrt(T)
-tokens for grad r, k, w, u). 'torch': the chunked PyTorch path (chunks of 32 tokens; T = 257
+Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6_cpu.cpp: column view for y and grad
+v, row view with checkpoints every ~sqrt(T) tokens for grad r, k, w, u; vector blocks of 16
+(fp32) / 8 (fp64) channels, the rest of a head by the single-channel items of the core
+kernels/bi_wkv6_core.h: N < 8 runs only those, N = 64 only blocks; section 3b). 'torch': the chunked PyTorch path (chunks of 32 tokens; T = 257
 and 1025 cross several chunks). 'reference': the float64 pair sum. 'cuda' (marked `cuda`):
 the CUDA driver of the same core.
 
@@ -237,6 +238,72 @@ def test_cpu_t16384_forward_backward():
     assert all(torch.isfinite(x).all() for x in (y,) + grads)
     head = bi_wkv6_reference(*(x[:, :201] for x in (r, k, v, w)), u)
     assert rel_err(y[:, :200], head[:, :200]) < 1e-5
+
+
+# --------------------------------------------------------------------------------------
+# 3b. the compiled CPU kernel's own paths (kernels/bi_wkv6_cpu.cpp): vector blocks of
+#     kLanes channels (16 in fp32, 8 in fp64) per column / row item, the core's
+#     single-channel items for the N % kLanes channels after them, items split over threads
+# --------------------------------------------------------------------------------------
+
+
+@needs_compiled
+@pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
+@pytest.mark.parametrize('B,T,H,N', [
+    (2, 257, 2, 18),  # fp32: 1 block + 2 single channels per head, fp64: 2 + 2; 16 ck chunks
+    (1, 1, 2, 16),    # T = 1: blocks with only the bonus
+    (1, 2, 1, 32),    # T = 2: one checkpoint chunk of 2 tokens
+    (1, 50, 1, 35),   # fp32: 2 blocks + 3, fp64: 4 + 3; N % 4 != 0 (partial-sum tail)
+], ids=['blocks_rest_t257', 'blocks_t1', 'blocks_t2', 'blocks_n35'])
+def test_cpu_vector_blocks_match_reference(dtype, B, T, H, N):
+    """Path: 'cpu' vector column blocks (y, grad v) and transposed row blocks (grad r, k, w,
+    u), with the core's single-channel items for the rest: values and gradients."""
+    check_backend('cpu', B, T, H, N, dtype)
+
+
+@needs_compiled
+def test_cpu_vector_blocks_extreme_values():
+    """Path: 'cpu' vector blocks (N = 18: a 16-channel block and 2 single channels in fp32)
+    with w over [-8, 4] and |r| = |k| = |v| = 10: finite and within the fp32 targets."""
+    *xs, gy = make_inputs(1, 96, 2, 18, F64, seed=12, w_range=(-8.0, 4.0))
+    xs = tuple(10 * torch.sign(x) for x in xs[:3]) + (xs[3], xs[4])
+    y_ref, g_ref = forward_backward(bi_wkv6_reference, *xs, grad=gy)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='cpu'),
+                                *(x.float() for x in xs), grad=gy.float())
+    assert torch.isfinite(y).all() and all(torch.isfinite(g).all() for g in grads)
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), TOL[F32], 'cpu blocks extreme')
+
+
+@needs_compiled
+def test_cpu_vector_blocks_long_sequence():
+    """Path: 'cpu' vector blocks in fp64 (two 8-channel blocks) over T = 1025 (32 checkpoint
+    chunks, the last of 2 tokens) with slow decays, against the 'torch' path (itself checked
+    against the reference above): the O(T^2) reference is too large here."""
+    xs = make_inputs(1, 1025, 1, 16, F64, seed=3, w_range=(-8.0, -2.0))
+    *xs, gy = xs
+    y_ref, g_ref = forward_backward(functools.partial(bi_wkv6, backend='torch'), *xs, grad=gy)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='cpu'), *xs, grad=gy)
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), TOL[F64], 'cpu blocks T=1025')
+
+
+@needs_compiled
+def test_cpu_result_independent_of_threads():
+    """Path: 'cpu' on 1 and on 2 threads (15 column and 15 row items: 3 heads of one block and
+    4 single channels, split unevenly): bit-identical values and gradients, as every item
+    owns its outputs and its scratch."""
+    xs = make_inputs(2, 100, 3, 20, seed=4)
+    *xs, gy = xs
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(forward_backward(functools.partial(bi_wkv6, backend='cpu'), *xs,
+                                            grad=gy))
+    finally:
+        torch.set_num_threads(threads)
+    (y1, g1), (y2, g2) = results
+    assert torch.equal(y1, y2) and all(torch.equal(a, b) for a, b in zip(g1, g2))
 
 
 # --------------------------------------------------------------------------------------
