@@ -31,25 +31,27 @@ template <class X> X* scratch(size_t n) {
 PF* fast_scratch(const Dims& d) { return scratch<PF>((size_t)fast::kScratchPerToken * d.chunk_len); }
 
 // Runs fn(b, j, c0, lanes, pf) for every (batch, chunk, pack of W channels) in parallel
-// (per_chunk = false: one item per (batch, pack), j = 0). pf: element offset from this item's
-// first token to that of the thread's next item (0 for its last), for fast::prefetch_row.
-constexpr i64 kPrefetchItems = 4;
+// (per_chunk = false: one item per (batch, pack), j = 0). Items run chunk by chunk, the packs
+// of a chunk in order, so a thread's items of one chunk read a contiguous block of rows.
+// pf: element offset from this item's first token to its share of the next chunk's block
+// (pack p: elements [p chunk_len W, (p + 1) chunk_len W) of it), which the fast items
+// prefetch one 64-byte line per token (fast::prefetch_row): the next block is then fetched
+// in address order, which the hardware prefetchers extend, while the items' own walks go
+// down pack columns C elements apart.
 template <class F> void for_items(const Dims& d, int W, bool per_chunk, F fn) {
   const i64 npack = (d.C + W - 1) / W;
   const i64 nch = per_chunk ? d.nch : 1;
   const i64 n = d.B * nch * npack;
-  auto first_token = [&](i64 it) {
-    const i64 bj = it / npack;
-    return d.token0(bj / nch, (int)(bj % nch), (it % npack) * W);
-  };
   at::parallel_for(0, n, 1, [&](i64 begin, i64 end) {
     for (i64 it = begin; it < end; ++it) {
       const i64 p = it % npack;
       const i64 bj = it / npack;
-      const i64 c0 = p * W;
+      const i64 b = bj / nch, c0 = p * W;
+      const int j = (int)(bj % nch);
       const int lanes = (int)std::min<i64>(W, d.C - c0);
-      const i64 pf = it + kPrefetchItems < end ? first_token(it + kPrefetchItems) - first_token(it) : 0;
-      fn(bj / nch, (int)(bj % nch), c0, lanes, pf);
+      const i64 next = bj + 1 < d.B * nch ? d.token0((bj + 1) / nch, (int)((bj + 1) % nch), 0) : 0;
+      const i64 pf = next + p * d.chunk_len * W - d.token0(b, j, c0);
+      fn(b, j, c0, lanes, pf);
     }
   });
 }

@@ -78,9 +78,9 @@ inline Item make_item(const Dims& d, const Plan& plan, const float* w, const flo
               Io<PF>::ld(w + c0, lanes), Io<PF>::ld(u + c0, lanes), &plan.lam[c0 / kLanes]};
 }
 
-// Hint that row t of the next work item (pf elements after this item's row t) is read
-// soon: items walk their rows with a stride of C, which the hardware prefetchers follow
-// poorly, so every item fetches the next item's k and v rows while it reads its own.
+// Hint that the 64-byte line of k and v at p + pf is read soon (token t of an item passes
+// p = its base + t kLanes: one line of the item's share of the next chunk's rows, see the
+// CPU driver's for_items).
 template <class T> BIWKV_PINL void prefetch_row(const T* k, const T* v, i64 pf) {
   __builtin_prefetch(k + pf);
   __builtin_prefetch(v + pf);
@@ -90,7 +90,7 @@ template <class T> BIWKV_PINL void prefetch_row(const T* k, const T* v, i64 pf) 
 template <class T> inline PF chunk_kmax(const T* k, const T* v, i64 ts, int len, int lanes, i64 pf) {
   PF K(Empty<float>::value);
   for (int t = 0; t < len; ++t) {
-    prefetch_row(k + t * ts, v + t * ts, pf);
+    prefetch_row(k + t * kLanes, v + t * kLanes, pf);
     K = vmax(K, Io<PF>::ld(k + t * ts, lanes));
   }
   return K;
@@ -105,7 +105,7 @@ void summary(const T* k, const T* v, i64 ts, int len, PF w, PF lam, int lanes, S
   // K = max k; ml, mr: the largest exponents k_t +- t w.
   PF K(Empty<float>::value), ml = K, mr = K;
   for (int t = 0; t < len; ++t) {
-    prefetch_row(k + t * ts, v + t * ts, pf);
+    prefetch_row(k + t * kLanes, v + t * kLanes, pf);
     PF kt = Io<PF>::ld(k + t * ts, lanes), tw = PF(float(t)) * w;
     K = vmax(K, kt);
     ml = vmax(ml, kt + tw);
@@ -181,7 +181,7 @@ void forward(const T* k, const T* v, T* y, i64 ts, int len, PF w, PF u, PF lam, 
              State<PF> Lg, State<PF> Rg, PF* buf, i64 pf) {
   State<PF> A0 = left_at<false>(left_into_chunk<false>(Lg, w, s0), w, 0);
   State<PF> Bl = right_at<false>(right_into_chunk<false>(Rg, w, s0), w, len - 1);
-  for (int t = 0; t < len; ++t) __builtin_prefetch(y + t * ts + pf, 1);
+  for (int t = 0; t < len; ++t) __builtin_prefetch(y + t * kLanes + pf, 1);
   PF M = reference(chunk_kmax(k, v, ts, len, lanes, pf), u, A0, Bl);
   PF eu = ex(u);
   PF an, ad;
