@@ -1,8 +1,9 @@
 // CPU driver of the Bi-WKV6 op (math: kernels/README.md, section "Bi-WKV6"). Work items run
 // under at::parallel_for (torch's thread pool), all in A = opmath of the storage type (float
 // for fp32/fp16/bf16 inputs, which are widened once per call; double for fp64):
-//  - column blocks (forward y, and the gradient of v): one (batch, head, block of kLanes
-//    value channels), both scans over the whole sequence, the block one SIMD vector wide;
+//  - column blocks (forward y, and the gradient of v): one (batch, head, block of value
+//    channels two SIMD vectors wide, 2 kLanes channels; one vector for the rest of a head),
+//    both scans over the whole sequence, each token's q[j], p[j], dec[j] broadcast once;
 //  - row blocks (gradients of r, k, w and u): one (batch, head, block of kLanes key
 //    channels), state rows stored transposed, [value channel i][key channel lane], so every
 //    sum over i (g . S, v . GR, S . GL, R . GR) is a vector multiply-add per i with no
@@ -64,52 +65,63 @@ at::Tensor head_sums(const at::Tensor& x, const at::Tensor& y, const Dims& d) {
 // ---- column blocks ------------------------------------------------------------------------
 
 // acc_t[i] = coef_t x_t[i] + sum_j q_t[j] (S_t + R_t)[j, i] for the value channels
-// [i0, i0 + kLanes) of (b, h), with S (left-to-right) and R (right-to-left) the states of
+// [i0, i0 + K kLanes) of (b, h), with S (left-to-right) and R (right-to-left) the states of
 // (p, x) decayed by dec; coef [B, T, H]. y for (q, p, x) = (r, k, v), the gradient of v for
-// (k, r, grad_y). S: N vectors of scratch (row j of the state block, these columns).
-template <class A>
+// (k, r, grad_y). S: N K vectors of scratch (row j of the state block, these columns). K = 2
+// shares each token's broadcasts of q[j], p[j], dec[j] between two vectors of columns.
+template <class A, int K>
 void column_block(const Dims& d, i64 b, int h, int i0, const A* q, const A* p, const A* x,
                   const A* dec, const A* coef, Vec<A>* S, A* acc) {
   using V = Vec<A>;
   const int N = d.N;
   for (int reverse = 0; reverse < 2; ++reverse) {
-    for (int j = 0; j < N; ++j) S[j] = V{};
+    for (int e = 0; e < N * K; ++e) S[e] = V{};
     for (i64 n = 0; n < d.T; ++n) {
       const i64 t = reverse ? d.T - 1 - n : n;
       const i64 o = token_offset(d, b, t, h);
       const A *qt = q + o, *pt = p + o, *dt = dec + o;
-      const V xt = load_vec(x + o + i0);
-      V part[kParts] = {};
+      V xt[K], part[kParts][K] = {};
+      for (int c = 0; c < K; ++c) xt[c] = load_vec(x + o + i0 + c * kLanes<A>);
       over_channels(N, [&](int j, int l) {
-        part[l] += qt[j] * S[j];
-        S[j] = dt[j] * S[j] + pt[j] * xt;
+        for (int c = 0; c < K; ++c) {
+          V& s = S[j * K + c];
+          part[l][c] += qt[j] * s;
+          s = dt[j] * s + pt[j] * xt[c];
+        }
       });
-      A* out = acc + o + i0;
-      const V y = sum_parts(part);
-      store_vec(out, reverse ? load_vec(out) + y : coef[(b * d.T + t) * d.H + h] * xt + y);
+      const A bonus = coef[(b * d.T + t) * d.H + h];
+      for (int c = 0; c < K; ++c) {
+        A* out = acc + o + i0 + c * kLanes<A>;
+        const V y = (part[0][c] + part[1][c]) + (part[2][c] + part[3][c]);
+        store_vec(out, reverse ? load_vec(out) + y : bonus * xt[c] + y);
+      }
     }
   }
 }
 
-// The column view over every (b, h): full blocks as column_block, the N % kLanes channels
-// after them as the core's single-column items (which compute their own bonus).
+// The column view over every (b, h): per head, blocks of 2 vectors, then at most one block
+// of 1, then the N % kLanes channels after them as the core's single-column items (which
+// compute their own bonus).
 template <class A>
 void columns_cpu(const Dims& d, const A* q, const A* p, const A* x, const A* dec, const A* u,
                  const A* coef, A* acc) {
-  const int full = d.N / kLanes<A>;
-  const int per_head = full + d.N % kLanes<A>;  // items per (b, h)
+  constexpr int L = kLanes<A>;
+  const int wide = d.N / (2 * L), narrow = d.N % (2 * L) / L, vector_end = (d.N / L) * L;
+  const int per_head = wide + narrow + d.N % L;  // items per (b, h)
   at::parallel_for(0, d.B * d.H * per_head, 1, [&](i64 begin, i64 end) {
-    std::vector<Vec<A>> block_state(d.N);
+    std::vector<Vec<A>> block_state(2 * (size_t)d.N);
     std::vector<A> column_state;  // a [N][N] block for the core's items, when there are any
     for (i64 item = begin; item < end; ++item) {
       const int n = (int)(item % per_head);
       const int h = (int)((item / per_head) % d.H);
       const i64 b = item / per_head / d.H;
-      if (n < full) {
-        column_block<A>(d, b, h, n * kLanes<A>, q, p, x, dec, coef, block_state.data(), acc);
+      if (n < wide) {
+        column_block<A, 2>(d, b, h, n * 2 * L, q, p, x, dec, coef, block_state.data(), acc);
+      } else if (n < wide + narrow) {
+        column_block<A, 1>(d, b, h, wide * 2 * L, q, p, x, dec, coef, block_state.data(), acc);
       } else {
         column_state.resize((size_t)d.N * d.N);
-        column_item<A, A, 1>(d, b, h, full * kLanes<A> + (n - full), q, p, x, dec, u,
+        column_item<A, A, 1>(d, b, h, vector_end + (n - wide - narrow), q, p, x, dec, u,
                              column_state.data(), acc);
       }
     }

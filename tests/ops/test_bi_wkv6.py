@@ -241,19 +241,20 @@ def test_cpu_t16384_forward_backward():
 
 
 # --------------------------------------------------------------------------------------
-# 3b. the compiled CPU kernel's own paths (kernels/bi_wkv6_cpu.cpp): vector blocks of
-#     kLanes channels (16 in fp32, 8 in fp64) per column / row item, the core's
-#     single-channel items for the N % kLanes channels after them, items split over threads
+# 3b. the compiled CPU kernel's own paths (kernels/bi_wkv6_cpu.cpp): vectors of kLanes
+#     channels (16 in fp32, 8 in fp64); column items of 2 vectors (then at most one of 1),
+#     row items of 1 vector; the core's single-channel items for the N % kLanes channels
+#     after them; items split over threads
 # --------------------------------------------------------------------------------------
 
 
 @needs_compiled
 @pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
 @pytest.mark.parametrize('B,T,H,N', [
-    (2, 257, 2, 18),  # fp32: 1 block + 2 single channels per head, fp64: 2 + 2; 16 ck chunks
+    (2, 257, 2, 18),  # fp32: 1 vector + 2 single channels, fp64: 2 vectors + 2; 16 ck chunks
     (1, 1, 2, 16),    # T = 1: blocks with only the bonus
     (1, 2, 1, 32),    # T = 2: one checkpoint chunk of 2 tokens
-    (1, 50, 1, 35),   # fp32: 2 blocks + 3, fp64: 4 + 3; N % 4 != 0 (partial-sum tail)
+    (1, 50, 1, 35),   # fp32: 2 vectors + 3, fp64: 4 + 3; N % 4 != 0 (partial-sum tail)
 ], ids=['blocks_rest_t257', 'blocks_t1', 'blocks_t2', 'blocks_n35'])
 def test_cpu_vector_blocks_match_reference(dtype, B, T, H, N):
     """Path: 'cpu' vector column blocks (y, grad v) and transposed row blocks (grad r, k, w,
@@ -263,7 +264,7 @@ def test_cpu_vector_blocks_match_reference(dtype, B, T, H, N):
 
 @needs_compiled
 def test_cpu_vector_blocks_extreme_values():
-    """Path: 'cpu' vector blocks (N = 18: a 16-channel block and 2 single channels in fp32)
+    """Path: 'cpu' vector blocks (N = 18: a 16-channel vector and 2 single channels in fp32)
     with w over [-8, 4] and |r| = |k| = |v| = 10: finite and within the fp32 targets."""
     *xs, gy = make_inputs(1, 96, 2, 18, F64, seed=12, w_range=(-8.0, 4.0))
     xs = tuple(10 * torch.sign(x) for x in xs[:3]) + (xs[3], xs[4])
@@ -276,7 +277,7 @@ def test_cpu_vector_blocks_extreme_values():
 
 @needs_compiled
 def test_cpu_vector_blocks_long_sequence():
-    """Path: 'cpu' vector blocks in fp64 (two 8-channel blocks) over T = 1025 (32 checkpoint
+    """Path: 'cpu' vector blocks in fp64 (two 8-channel vectors) over T = 1025 (32 checkpoint
     chunks, the last of 2 tokens) with slow decays, against the 'torch' path (itself checked
     against the reference above): the O(T^2) reference is too large here."""
     xs = make_inputs(1, 1025, 1, 16, F64, seed=3, w_range=(-8.0, -2.0))
@@ -288,8 +289,8 @@ def test_cpu_vector_blocks_long_sequence():
 
 @needs_compiled
 def test_cpu_result_independent_of_threads():
-    """Path: 'cpu' on 1 and on 2 threads (15 column and 15 row items: 3 heads of one block and
-    4 single channels, split unevenly): bit-identical values and gradients, as every item
+    """Path: 'cpu' on 1 and on 2 threads (15 column and 15 row items: 3 heads of one vector
+    and 4 single channels, split unevenly): bit-identical values and gradients, as every item
     owns its outputs and its scratch."""
     xs = make_inputs(2, 100, 3, 20, seed=4)
     *xs, gy = xs
