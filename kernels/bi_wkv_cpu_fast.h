@@ -88,12 +88,20 @@ template <class T> BIWKV_PINL void prefetch_row(const T* k, const T* v, i64 pf) 
 
 // Largest k of a chunk (the first read of the item's rows: prefetches the next item's).
 template <class T> inline PF chunk_kmax(const T* k, const T* v, i64 ts, int len, int lanes, i64 pf) {
-  PF K(Empty<float>::value);
-  for (int t = 0; t < len; ++t) {
+  // two running maxima (even / odd tokens): halves the chain of dependent max latencies
+  PF K0(Empty<float>::value), K1 = K0;
+  int t = 0;
+  for (; t + 1 < len; t += 2) {
     prefetch_row(k + t * kLanes, v + t * kLanes, pf);
-    K = vmax(K, Io<PF>::ld(k + t * ts, lanes));
+    prefetch_row(k + (t + 1) * kLanes, v + (t + 1) * kLanes, pf);
+    K0 = vmax(K0, Io<PF>::ld(k + t * ts, lanes));
+    K1 = vmax(K1, Io<PF>::ld(k + (t + 1) * ts, lanes));
   }
-  return K;
+  if (t < len) {
+    prefetch_row(k + t * kLanes, v + t * kLanes, pf);
+    K0 = vmax(K0, Io<PF>::ld(k + t * ts, lanes));
+  }
+  return vmax(K0, K1);
 }
 
 // As chunk_summary (non-causal): left = sum_t exp(t w + k_t) (v_t, 1), right =
