@@ -23,11 +23,28 @@ namespace biwkv6 {
 namespace {
 
 // ---- SIMD vectors -------------------------------------------------------------------------
-// 64 bytes of A (GCC / Clang vector extensions): one AVX-512 register, two AVX2 registers or
-// four SSE / NEON registers, whatever the build targets (setup.py: -march=native).
+// One register of the build's target (setup.py: -march=native by default): 64 bytes with
+// AVX-512, 32 with AVX, 16 otherwise (SSE, NEON), as GCC / Clang vector extensions. A wider
+// vector than the registers would be split into several and run out of registers. Vectors
+// are passed only between inlined functions of this file (internal linkage), so GCC's note
+// that returning them changes the calling convention (-Wpsabi) concerns no ABI.
+#if defined(__AVX512F__)
+#define BIWKV6_CPU_VECTOR_BYTES 64
+#elif defined(__AVX__)
+#define BIWKV6_CPU_VECTOR_BYTES 32
+#else
+#define BIWKV6_CPU_VECTOR_BYTES 16
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 template <class A> struct Simd;
-template <> struct Simd<float> { typedef float V __attribute__((vector_size(64))); };
-template <> struct Simd<double> { typedef double V __attribute__((vector_size(64))); };
+template <> struct Simd<float> {
+  typedef float V __attribute__((vector_size(BIWKV6_CPU_VECTOR_BYTES)));
+};
+template <> struct Simd<double> {
+  typedef double V __attribute__((vector_size(BIWKV6_CPU_VECTOR_BYTES)));
+};
 template <class A> using Vec = typename Simd<A>::V;
 template <class A> constexpr int kLanes = (int)(sizeof(Vec<A>) / sizeof(A));
 
