@@ -10,10 +10,11 @@
 //
 // Two views of the [N, N] states, both free of communication between work items:
 //  - columns: W value channels [i0, i0 + W) of one (b, h), all key channels j. Computes y
-//    (and, with (r, k, v) -> (k, r, grad_y), the gradient of v). The CPU runs blocks of 16
-//    columns over the whole sequence (column_item), the GPU one column and one chunk of
-//    ~sqrt(T) tokens per thread (column_chunk_*, chunk states carried between chunks); both
-//    keep state blocks [N (j)][N (i)] row-major, so a warp's accesses are coalesced.
+//    (and, with (r, k, v) -> (k, r, grad_y), the gradient of v). The GPU runs one column and
+//    one chunk of ~sqrt(T) tokens per thread (column_chunk_*, chunk states carried between
+//    chunks), keeping state blocks [N (j)][N (i)] row-major, so a warp's accesses are
+//    coalesced; the CPU (bi_wkv6_cpu.cpp) runs SIMD blocks of columns of its own and
+//    column_item / row_item below for the channels of a head past its last full vector.
 //  - rows (row_item): one key channel j of one (b, h), all value channels: gradients of r, k,
 //    w and the per-row part of u's. The gradient of w needs the left state S_m and the
 //    right-to-left gradient state at the same token m; S is checkpointed every ck_len tokens
@@ -62,7 +63,7 @@ template <class A, class X, class Y> BIWKV6_HD A dot(const X* x, const Y* y, int
 
 // ---- column view ------------------------------------------------------------------------
 // A column item covers W consecutive value channels [i0, i0 + W) of one (b, h); W is a
-// compile-time width (CPU: blocks of 16 and single columns for the rest, GPU: 1), so the
+// compile-time width (1 for the GPU and for the CPU's rest columns), so the
 // W outputs and inputs of a token stay in registers while the scan runs over j. States are
 // [N (j)][N (i)] blocks; an item touches only its columns of a block.
 
@@ -118,7 +119,7 @@ BIWKV6_HD void column_scan(const Dims& d, i64 b, int h, int i0, i64 t0, i64 t1, 
   }
 }
 
-// The bidirectional sum over the whole sequence for columns [i0, i0 + W) of (b, h) (the CPU
+// The bidirectional sum over the whole sequence for columns [i0, i0 + W) of (b, h) (a CPU
 // item): acc = y of the formula for (q, p, x) = (r, k, v); the gradient of v for
 // (q, p, x) = (k, r, grad_y). S: the (b, h) state block.
 template <class A, class T, int W>

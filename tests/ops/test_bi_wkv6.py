@@ -4,10 +4,11 @@ gradcheck, lengths 1 / 257 / 1025 / 16384, odd and full-size heads, the variants
 the end tokens, extreme values, input checks, torch.compile, jit.trace, ONNX export, CUDA.
 
 Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6_cpu.cpp: column view for y and grad
-v, row view with checkpoints every ~sqrt(T) tokens for grad r, k, w, u; vector blocks of 16
-(fp32) / 8 (fp64) channels, the rest of a head by the single-channel items of the core
-kernels/bi_wkv6_core.h: N < 8 runs only those, N = 64 only blocks; section 3b). 'torch': the chunked PyTorch path (chunks of 32 tokens; T = 257
-and 1025 cross several chunks). 'reference': the float64 pair sum. 'cuda' (marked `cuda`):
+v, row view with checkpoints every ~sqrt(T) tokens for grad r, k, w, u; SIMD blocks of 16
+(fp32) / 8 (fp64) channels on AVX-512, the rest of a head by the single-channel items of the
+core kernels/bi_wkv6_core.h: N below the lane count runs only those, N = 64 only blocks;
+section 3b). 'torch': the chunked PyTorch path (chunks of 32 tokens; T = 257 and 1025 cross
+several chunks). 'reference': the float64 pair sum. 'cuda' (marked `cuda`):
 the CUDA driver of the same core.
 
 Error measure (tests/ops/op_testing.py): ``max|x - ref| / max(max|ref|, floor)``; no floor
