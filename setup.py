@@ -155,6 +155,14 @@ def extensions():
     cxx = ['-O3']
     if os.environ.get('MMVRWKV_CPU_NATIVE', '1') == '1':
         cxx.append('-march=native')
+    # The CPU kernels' threads come from at::parallel_for, a header template whose
+    # `#pragma omp parallel` acts only where the extension itself is compiled with OpenMP:
+    # without -fopenmp every kernel runs on one thread, whatever torch.set_num_threads says.
+    # (libgomp.so.1 then resolves to the copy torch has loaded: one thread pool.)
+    link = []
+    if platform.system() == 'Linux' and torch.backends.openmp.is_available():
+        cxx.append('-fopenmp')
+        link.append('-fopenmp')
     sources = list(CPU_SOURCES)
     want = os.environ.get('MMVRWKV_WITH_CUDA', 'auto')
     nvcc_ver = nvcc_version(CUDA_HOME) if CUDA_HOME else None
@@ -172,13 +180,14 @@ def extensions():
             sources + list(CUDA_SOURCES),
             include_dirs=[os.path.join(ROOT, 'kernels')],
             define_macros=[('BIWKV_WITH_CUDA', None)],
+            extra_link_args=link,
             extra_compile_args={'cxx': cxx, 'nvcc': ['-O3', '-lineinfo'] + (
                 ['--threads', str(threads)] if nvcc_ver >= (11, 2) else [])})  # 11.2 added it
     else:
         print('[mmvrwkv] building the CPU kernel only')
         ext = CppExtension(
             'mmvrwkv._ext', sources, include_dirs=[os.path.join(ROOT, 'kernels')],
-            extra_compile_args={'cxx': cxx})
+            extra_compile_args={'cxx': cxx}, extra_link_args=link)
     return [ext], {'build_ext': BuildExtension}
 
 

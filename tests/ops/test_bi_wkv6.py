@@ -291,11 +291,16 @@ def test_cpu_vector_blocks_long_sequence():
 
 
 @needs_compiled
-def test_cpu_result_independent_of_threads():
-    """Path: 'cpu' on 1 and on 2 threads (15 column and 15 row items: 3 heads of one vector
-    and 4 single channels, split unevenly): bit-identical values and gradients, as every item
-    owns its outputs and its scratch."""
-    xs = make_inputs(2, 100, 3, 20, seed=4)
+@pytest.mark.parametrize('B,T,H,N', [
+    (1, 1500, 3, 64),  # VRWKV6-T heads: 6 column and 12 row items of vectors, long enough that
+                       # the two threads' items overlap (a shared scratch shows up here)
+    (2, 100, 3, 20),   # 15 column and 15 row items per batch (one vector and 4 single
+                       # channels per head), split unevenly
+], ids=['vector_items', 'mixed_items'])
+def test_cpu_result_independent_of_threads(B, T, H, N):
+    """Path: 'cpu' on 1 and on 2 threads: bit-identical values and gradients, as every item
+    owns its outputs and its scratch (needs the extension built with OpenMP, setup.py)."""
+    xs = make_inputs(B, T, H, N, seed=4)
     *xs, gy = xs
     threads = torch.get_num_threads()
     results = []
