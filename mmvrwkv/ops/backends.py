@@ -78,7 +78,7 @@ def available_backends(compiled: bool) -> Tuple[str, ...]:
 
 
 def resolve_backend(op: str, backend: str, device: torch.device, compiled: bool,
-                    missing: Optional[str] = None) -> str:
+                    kernel: str) -> str:
     """The backend op ``op`` runs for the requested ``backend`` on ``device``.
 
     Args:
@@ -86,7 +86,8 @@ def resolve_backend(op: str, backend: str, device: torch.device, compiled: bool,
         backend: one of :data:`BACKENDS`.
         device: the device of the op's tensors.
         compiled: whether the op's kernels are in the loaded extension.
-        missing: why they are not (for the error when a compiled backend is requested).
+        kernel: the name of its forward op in ``torch.ops.mmvrwkv``; says, in the error for
+            a requested compiled backend, why it is missing (looked up only then).
 
     Raises:
         ValueError: unknown backend, or a compiled backend for tensors on another device.
@@ -106,7 +107,8 @@ def resolve_backend(op: str, backend: str, device: torch.device, compiled: bool,
     if backend in ('cuda', 'cpu'):
         if not compiled:
             raise RuntimeError(f'{op}: backend {backend!r} needs the compiled extension '
-                               f'mmvrwkv._ext with its kernels: {missing}')
+                               f'mmvrwkv._ext with its kernels: '
+                               f'{missing_kernels_reason(kernel) or "not loaded"}')
         if backend == 'cuda' and not with_cuda:
             raise RuntimeError(f"{op}: backend 'cuda' requested but mmvrwkv._ext was built "
                                'without CUDA (reinstall with nvcc available, MMVRWKV_WITH_CUDA=1)')

@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from .._ext import cuda_max_chunk_len, ext_available, ext_load_error
+from .._ext import cuda_max_chunk_len, ext_available
 from ..backends import BACKENDS, check_float_tensors, resolve_backend
 from ..backends import available_backends as _available_backends
 from .reference import bi_wkv_reference
@@ -74,8 +74,7 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
         y ``[B, T, C]`` with k's dtype. Differentiable w.r.t. w, u, k and v.
     """
     _check(w, u, k, v)
-    name = resolve_backend('bi_wkv', backend, k.device, ext_available(),
-                           f'mmvrwkv._ext failed to load: {ext_load_error()}')
+    name = resolve_backend('bi_wkv', backend, k.device, ext_available(), 'bi_wkv_forward')
     if name == 'torch':
         check_range(w, u, k)
         return bi_wkv_torch(w, u, k, v, causal=causal)

@@ -17,7 +17,7 @@ import torch
 
 from ..backends import BACKENDS, check_float_tensors, resolve_backend
 from ..backends import available_backends as _available_backends
-from .compiled import compiled_available, compiled_load_error
+from .compiled import compiled_available
 from .reference import bi_wkv6_reference
 from .torch import bi_wkv6_torch
 
@@ -68,8 +68,7 @@ def bi_wkv6(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
         y ``[B, T, C]`` with r's dtype. Differentiable w.r.t. r, k, v, w and u.
     """
     _check(r, k, v, w, u)
-    name = resolve_backend('bi_wkv6', backend, r.device, compiled_available(),
-                           compiled_load_error())
+    name = resolve_backend('bi_wkv6', backend, r.device, compiled_available(), 'bi_wkv6_forward')
     if name == 'torch':
         return bi_wkv6_torch(r, k, v, w, u)
     if name == 'reference':

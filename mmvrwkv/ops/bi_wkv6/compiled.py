@@ -1,11 +1,10 @@
 """The compiled Bi-WKV6 kernels ``torch.ops.mmvrwkv.bi_wkv6_{forward,backward}`` (built into
 ``mmvrwkv._ext`` from kernels/bi_wkv6*.{cpp,cu}): availability, and the fake-tensor and
 autograd rules that make the forward a differentiable, ``torch.compile``-able custom op."""
-from typing import Optional
 
 import torch
 
-from ..backends import has_kernels, missing_kernels_reason
+from ..backends import has_kernels
 
 _HAVE_OPS = has_kernels('bi_wkv6_forward')
 
@@ -13,11 +12,6 @@ _HAVE_OPS = has_kernels('bi_wkv6_forward')
 def compiled_available() -> bool:
     """True when mmvrwkv._ext is loaded and contains the bi_wkv6 kernels (CPU at least)."""
     return _HAVE_OPS
-
-
-def compiled_load_error() -> Optional[str]:
-    """Why the kernels are unavailable (None when they are there)."""
-    return missing_kernels_reason('bi_wkv6_forward')
 
 
 if _HAVE_OPS:

@@ -43,7 +43,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """The backend :func:`token_shift_mix` runs for ``backend`` on ``device``
     (:func:`mmvrwkv.ops.backends.resolve_backend` with this op's kernels)."""
     return backends.resolve_backend(_FN, backend, device, compiled_available(),
-                                    backends.missing_kernels_reason('token_shift_mix_forward'))
+                                    'token_shift_mix_forward')
 
 
 def _check(x, mix, patch_resolution, shift_mode, shift_pixel, channel_gamma, num_heads) -> None:
