@@ -11,17 +11,35 @@ folders show their progress) and its picture written to ``OUT_DIR/vis/`` (the in
 own prediction files too: ``OUT_DIR/preds/*.json`` for det, ``OUT_DIR/pred/*.png`` for seg).
 Pictures of small images (the 8x8 digits) are upscaled until their shorter side is 256
 pixels.
+
+Every input is checked before any model is built: a missing file, an empty file, a file that
+is not an image and a truncated image each stop the demo with one line that names the file
+and the reason (exit status 2), instead of a traceback from OpenCV or PIL or a crash on the
+``None`` that OpenCV returns for what it cannot decode.
 """
 import argparse
 import os
 import os.path as osp
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a clone
 
 #: File endings read as images when a folder is given (as mmengine's ``list_dir_or_file``).
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+class DemoInputError(Exception):
+    """A bad command-line input (missing file, not an image, ...): the command line prints
+    its message and exits with status 2, without a traceback."""
+
+
+class MissingInputError(DemoInputError, FileNotFoundError):
+    """An input path that does not exist."""
+
+
+class BadInputError(DemoInputError, ValueError):
+    """An input that exists but cannot be used (not an image, truncated, empty, ...)."""
 
 
 def collect_images(inputs: Sequence[str]) -> List[str]:
@@ -32,14 +50,66 @@ def collect_images(inputs: Sequence[str]) -> List[str]:
             found = sorted(osp.join(path, name) for name in os.listdir(path)
                            if name.lower().endswith(IMAGE_SUFFIXES))
             if not found:
-                raise ValueError(f'inputs: folder {path!r} holds no image '
-                                 f'({", ".join(IMAGE_SUFFIXES)})')
+                raise BadInputError(f'inputs: folder {path!r} holds no image '
+                                    f'({", ".join(IMAGE_SUFFIXES)})')
             images.extend(found)
         elif osp.isfile(path):
             images.append(path)
         else:
-            raise FileNotFoundError(f'inputs: {path!r} is neither an image file nor a folder')
+            raise MissingInputError(f'inputs: {path!r} is neither an image file nor a folder')
     return images
+
+
+def _pil_problem(path: str) -> Optional[str]:
+    """Why PIL, decoding the whole file, finds it broken (truncated, corrupt, too large), or
+    None. A format PIL does not know is not a problem here (OpenCV decides)."""
+    import warnings
+
+    from PIL import Image, ImageFile, UnidentifiedImageError
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a library may have switched it on
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            with Image.open(path) as image:
+                image.load()
+    except UnidentifiedImageError:
+        return None
+    except Image.DecompressionBombError as e:
+        return f'too large to decode safely ({e})'
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        return f'truncated or corrupt ({e})'
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+    return None
+
+
+def check_image(path: str) -> Tuple[int, int]:
+    """``(height, width)`` of the image file ``path``, decoded as the inferencers' pipelines
+    decode it (``mmcv.imread``, OpenCV); ``BadInputError`` naming the file when it is empty,
+    not an image, or truncated / corrupt (also where OpenCV would return a partial picture:
+    PIL decodes the whole file as a second check)."""
+    import mmcv
+    if os.path.getsize(path) == 0:
+        raise BadInputError(f'image {path!r}: the file is empty (0 bytes)')
+    problem = _pil_problem(path)
+    if problem is not None:
+        raise BadInputError(f'image {path!r}: {problem}')
+    try:
+        array = mmcv.imread(path)
+    except Exception as e:  # noqa: BLE001  (cv2.error and friends: reported by name)
+        raise BadInputError(f'image {path!r}: OpenCV cannot decode it '
+                            f'({type(e).__name__}: {str(e).strip().splitlines()[-1]})') from e
+    if array is None or getattr(array, 'size', 0) == 0:
+        raise BadInputError(f'image {path!r}: not an image OpenCV can decode (the reader the '
+                            'inferencers use); is it an image file, and complete?')
+    return int(array.shape[0]), int(array.shape[1])
+
+
+def check_images(images: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+    """``{path: (height, width)}`` for every input, each checked by :func:`check_image`
+    before any model is built (the first bad one raises)."""
+    return {image: check_image(image) for image in images}
 
 
 def resolve_task(cfg: Any, task: Optional[str]) -> str:
@@ -47,17 +117,17 @@ def resolve_task(cfg: Any, task: Optional[str]) -> str:
     from mmvrwkv.apis import TASK_SCOPES, config_task
     found = config_task(cfg, name=f'config {cfg.filename}')
     if task is not None and task != found:
-        raise ValueError(f'--task {task}: the config is a {found} config '
-                         f'(default_scope={TASK_SCOPES[found]!r})')
+        raise BadInputError(f'--task {task}: the config is a {found} config '
+                            f'(default_scope={TASK_SCOPES[found]!r})')
     return found
 
 
 # --------------------------------------------------------------------------------------
 # one runner per task: image path -> printable prediction (the picture is written)
 
-def _cls_runner(config: str, checkpoint: str, device: str, vis_dir: str, **_: Any
+def _cls_runner(config: str, checkpoint: str, device: str, vis_dir: str,
+                sizes: Optional[Dict[str, Tuple[int, int]]] = None, **_: Any
                 ) -> Callable[[str], str]:
-    import mmcv
     from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
     from mmpretrain.utils import progress
@@ -70,7 +140,7 @@ def _cls_runner(config: str, checkpoint: str, device: str, vis_dir: str, **_: An
     inferencer = ImageClassificationInferencer(config, pretrained=checkpoint, device=device)
 
     def run(image: str) -> str:
-        height, width = mmcv.imread(image).shape[:2]
+        height, width = (sizes or {}).get(image) or check_image(image)
         result = inferencer(image, show_dir=vis_dir,
                             rescale_factor=display_scale(height, width))[0]
         return f'{result["pred_class"]} (score {result["pred_score"]:.3f})'
@@ -151,8 +221,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     args = parse_args(argv)
     for name in ('config', 'checkpoint'):
         if not osp.isfile(getattr(args, name)):
-            raise FileNotFoundError(f'{name} {getattr(args, name)!r} does not exist')
+            raise MissingInputError(f'{name} {getattr(args, name)!r} does not exist')
     images = collect_images(args.inputs)
+    sizes = check_images(images)
 
     import torch
     from mmengine.config import Config
@@ -163,7 +234,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     vis_dir = osp.join(osp.abspath(args.out_dir), 'vis')
     os.makedirs(vis_dir, exist_ok=True)
     run = RUNNERS[task](config=args.config, checkpoint=args.checkpoint, device=device,
-                        vis_dir=vis_dir, score_thr=args.score_thr)
+                        vis_dir=vis_dir, score_thr=args.score_thr, sizes=sizes)
     results = {}
     for i, image in enumerate(images, 1):
         results[image] = run(image)
@@ -172,5 +243,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     return results
 
 
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    """The command line: :func:`main`, with a bad input reported in one line on stderr
+    (naming the file) and exit status 2 instead of a traceback."""
+    try:
+        main(argv)
+    except DemoInputError as e:
+        print(f'image_demo.py: error: {e}', file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

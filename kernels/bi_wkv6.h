@@ -60,13 +60,15 @@ inline Dims make_dims(const at::Tensor& r, const at::Tensor& u) {
 }
 
 // Decays d = exp(-exp(w)) and ew = exp(w) in the math type (both [B, T, C]), u as A.
+// w is clamped at 30 first: d is exactly 0 from w ~ 6.6 on either way, and a finite ew keeps
+// the backward's gw = -ew * (...) at 0 instead of -inf * 0 = NaN (fp32 from w > 88.7).
 struct Decays {
   at::Tensor dec, ew, u;
 };
 
 inline Decays decays(const at::Tensor& w, const at::Tensor& u, at::ScalarType math) {
   Decays out;
-  out.ew = at::exp(w.to(math)).contiguous();
+  out.ew = at::exp(w.to(math).clamp_max(30.0)).contiguous();
   out.dec = at::exp(-out.ew).contiguous();
   out.u = u.to(math).contiguous();
   return out;

@@ -11,6 +11,10 @@ if _find_spec('mmengine') is not None:  # importing mmvrwkv registers its models
     from .engine import allow_mmengine_checkpoints as _allow, register_checkpoint_loaders
     register_checkpoint_loaders()
     _allow()
+    # ... and makes upstream callers strict: inferencers with model=None refuse (their config
+    # text would run as code), get_model / inferencers / Pretrained init refuse mismatches.
+    from .engine.checkpoint.upstream import install_upstream_patches
+    install_upstream_patches()
     if _find_spec('mmpretrain') is not None:  # get_model / list_models know our classifiers
         try:
             from mmpretrain.apis import model as _mmpretrain_hub  # noqa: F401

@@ -102,3 +102,28 @@ def serve_official_download(monkeypatch, tmp_path, url: str, source: str) -> Non
         shutil.copyfile(source, dst)
 
     monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
+
+
+def runner_checkpoint_like(real_checkpoint: str, weights: str, config: str, out: str) -> str:
+    """``real_checkpoint`` (a real Runner checkpoint: meta, message hub, optimizer and
+    scheduler state) with the weights and ``dataset_meta`` of the checkpoint ``weights`` and
+    the config text of ``config`` in ``meta['cfg']`` and ``message_hub.runtime_info['cfg']``
+    (where mmengine writes it), ``runtime_info['last_ckpt']`` = ``out`` (as for a checkpoint
+    in its own work dir) and a fresh digest; written to ``out``, which is returned. For
+    attacks through the det / seg inferencers, which need their own model's weights in a
+    checkpoint of the Runner's layout."""
+    from mmengine.config import Config
+
+    from mmvrwkv.engine.checkpoint import add_digest
+    ckpt = torch.load(real_checkpoint, map_location='cpu', weights_only=False)  # our own file
+    own = torch.load(weights, map_location='cpu', weights_only=False)
+    text = Config.fromfile(config).pretty_text
+    ckpt['state_dict'] = own['state_dict']
+    info = ckpt['message_hub']['runtime_info']
+    for record in (ckpt['meta'], info):
+        record['cfg'] = text
+        record['dataset_meta'] = own['meta']['dataset_meta']
+    info['last_ckpt'] = out
+    add_digest(ckpt)
+    torch.save(ckpt, out)
+    return out

@@ -52,3 +52,21 @@ def train_losses(work_dir):
             if 'loss' in rec:
                 steps.append((rec['step'], rec['loss']))
     return steps
+
+
+def write_tiny_config(path: str, depth: int = 2) -> str:
+    """A config file that is the digits demo config (CFG) with ``depth`` blocks and no drop
+    path: for entry points that take a config file but no --cfg-options (inferencers,
+    get_model, the converter's --config, pytorch2onnx, the image demo). Returns ``path``."""
+    with open(path, 'w') as f:
+        f.write(f'_base_ = [{CFG!r}]\n'
+                f'model = dict(backbone=dict(depth={int(depth)}, drop_path_rate=0.0))\n')
+    return path
+
+
+def tiny_cfg_dict(data_root: str, **kwargs) -> dict:
+    """``tiny_options(data_root, **kwargs)`` as a dict for ``Config.merge_from_dict``, each
+    value parsed as the tools' ``--cfg-options`` parse it (for building a Runner directly)."""
+    from mmengine.config import DictAction
+    pairs = (option.split('=', 1) for option in tiny_options(data_root, **kwargs)[1:])
+    return {key: DictAction._parse_iterable(value) for key, value in pairs}

@@ -18,6 +18,7 @@ in DDP without device ids. ``--dist-backend`` (or ``MMVRWKV_DIST_BACKEND``) over
 backend (``env_cfg.dist_cfg.backend``) on any device.
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -32,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--work-dir', help='where logs and checkpoints go '
                    '(default: ./work_dirs/<config name>)')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
-                   help='resume from this checkpoint, or (no value) from the newest one in the work dir')
+                   help='resume from this checkpoint, or (no value) from the one the work '
+                   "dir's last_checkpoint names, else its newest complete checkpoint")
     p.add_argument('--amp', action='store_true',
                    help='automatic mixed precision (AmpOptimWrapper; needs a GPU)')
     p.add_argument('--allow-partial', action='store_true',
@@ -143,12 +145,14 @@ def build_cfg(args: argparse.Namespace):
     use_safe_checkpoint_hook(cfg, allow_partial=args.allow_partial)
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = latest_checkpoint(cfg.work_dir)
+        cfg.load_from = None
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume: checkpoint {args.resume!r} does not exist')
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get('resume') and cfg.get('load_from') is None:  # --resume, or resume=True
+        cfg.load_from = resume_checkpoint(cfg)  # None: no checkpoint, a new run
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise KeyError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config')
@@ -158,30 +162,57 @@ def build_cfg(args: argparse.Namespace):
     return cfg
 
 
-def latest_checkpoint(work_dir: str):
-    """The checkpoint named by ``work_dir/last_checkpoint``; None if that file is absent.
+def resume_checkpoint(cfg):
+    """The checkpoint that ``--resume`` (or ``resume=True``) without a path continues from.
 
-    Read with mmengine's ``find_latest_checkpoint``, which would pass an empty or dangling
-    name on to ``resume`` (``FileNotFoundError:  can not be found.``); here both are refused
-    with the file named.
+    The one named by ``work_dir/last_checkpoint`` when that names an existing file. Without
+    a valid pointer (e.g. a run killed between its first checkpoint and its first pointer),
+    the newest complete checkpoint of the work dir (and of the checkpoint hook's ``out_dir``):
+    the one with the highest meta iter/epoch among those that load through mmvrwkv's loader
+    and hold training state. None when there is no checkpoint at all (a new run). Never
+    None over existing checkpoints: when none of them can be resumed from, or the pointer is
+    broken and there is nothing, a ``FileNotFoundError`` says why.
     """
-    import glob
-
+    from mmengine.logging import print_log
     from mmengine.runner import find_latest_checkpoint
-    name = find_latest_checkpoint(work_dir)
-    if name is None:
-        return None
+
+    from mmvrwkv.engine.hooks.safe_checkpoint_hook import find_resumable_checkpoint
+    work_dir = cfg.work_dir
     pointer = osp.join(work_dir, 'last_checkpoint')
-    found = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime)
-    hint = (f'; checkpoints in {work_dir}: {", ".join(osp.basename(p) for p in found)} '
-            '(pass one with --resume PATH)' if found else f'; no *.pth in {work_dir}')
-    if not name:
-        raise FileNotFoundError(f'--resume: {pointer} is empty, so it names no checkpoint '
-                                f'to resume from{hint}')
-    if not osp.isfile(name):
-        raise FileNotFoundError(f'--resume: {pointer} names {name!r}, which does not '
-                                f'exist{hint}')
-    return name
+    name = find_latest_checkpoint(work_dir) if osp.exists(pointer) else None
+    if name:
+        if osp.isfile(name):
+            return name
+        problem = f'{pointer} names {name!r}, which does not exist'
+    elif name is not None:
+        problem = f'{pointer} is empty, so it names no checkpoint to resume from'
+    else:
+        problem = f'there is no {pointer}'
+    path, found, skipped = find_resumable_checkpoint(checkpoint_folders(cfg))
+    if path is not None:
+        print_log(f'--resume: {problem}; resuming from the newest complete checkpoint {path} '
+                  f'(of {", ".join(osp.basename(p) for p in found)})', logger='current',
+                  level=logging.WARNING)
+        return path
+    if found:
+        why = '; '.join(f'{osp.basename(p)}: {reason}' for p, reason in skipped)
+        raise FileNotFoundError(
+            f'--resume: {problem}, and no checkpoint in {work_dir} can be resumed from '
+            f'({why}). Pass one with --resume PATH, or move them away to start a new run '
+            '(training from scratch would overwrite them).')
+    if osp.exists(pointer):
+        raise FileNotFoundError(f'--resume: {problem}; no *.pth in {work_dir}')
+    return None
+
+
+def checkpoint_folders(cfg) -> list:
+    """The work dir, and the checkpoint hook's local ``out_dir/<work dir name>`` if set."""
+    folders = [cfg.work_dir]
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    out_dir = hook.get('out_dir') if isinstance(hook, dict) else None
+    if isinstance(out_dir, str) and '://' not in out_dir:
+        folders.append(osp.join(out_dir, osp.basename(osp.abspath(cfg.work_dir))))
+    return folders
 
 
 def check_amp_device() -> None:

@@ -139,10 +139,12 @@ custom_hooks = [
 ]
 
 # Start from the converted 22K checkpoint (pos-embed grid 12 x 12 = img_size 192, MLP head
-# 1024 -> 3072 -> 21841), e.g.
-#   load_from = 'work_dirs/pretrained/vrwkv_l_in22k_192_mmvrwkv.pth'
-# mmengine's loader skips the 21841-way head.layers.head (shape mismatch, with a warning)
-# and loads everything else, head.layers.pre_logits included.
+# 1024 -> 3072 -> 21841). It fits only in part, on purpose: the 21841-way head.layers.head
+# does not fit the 1000-way one and keeps its init; everything else (head.layers.pre_logits
+# included) loads, pos_embed resized to the 24 x 24 grid. Such a load is refused unless it
+# is asked for, so ask for it explicitly:
+#   tools/train.py CONFIG --allow-partial \
+#       --cfg-options load_from=work_dirs/pretrained/vrwkv_l_in22k_192_mmvrwkv.pth
 # NOTE(translation): for 21841 -> 1000 classes the original copies the matching rows of
 # the 22K classifier (meta_data/map22kto1k.txt) into the new head; here head.layers.head
 # starts from the init above instead.

@@ -12,6 +12,11 @@ mmengine's non-strict ``load_checkpoint``, which would only warn about keys that
 So each such URL gets a checkpoint loader that downloads through mmvrwkv's safe loader,
 converts with ``tools/model_converters/vrwkv2mmvrwkv.py`` (the same key mapping) and refuses
 a checkpoint that leaves parameters of the model uninitialised.
+
+A metafile may record the SHA-256 of a model's ``Weights`` file as ``Weights SHA256``
+(64 hex digits, or a prefix of 8 or more): :func:`weight_hashes` reads them, and mmvrwkv's
+http loader (``engine/checkpoint/schemes.py``) refuses a download of that URL whose content
+has another hash.
 """
 import functools
 import importlib.util
@@ -27,6 +32,9 @@ import mmvrwkv
 HUB_TASK = 'Image Classification'
 #: ``official checkpoint URL -> config path`` of the registered models.
 _OFFICIAL_WEIGHTS: Dict[str, str] = {}
+#: A model's key in a metafile for the SHA-256 of its ``Weights`` file (optional).
+WEIGHTS_SHA256 = 'Weights SHA256'
+_SHA256_RE = re.compile(r'[0-9a-f]{8,64}')
 
 
 def package_root() -> str:
@@ -57,12 +65,49 @@ def classification_metafiles(root: str) -> List[str]:
     return found
 
 
+def metafile_weight_hashes(metafile: str) -> Dict[str, str]:
+    """``Weights URL -> SHA-256`` (lower-case hex, or a prefix) of the models of
+    ``metafile`` that record a ``Weights SHA256``; ``ValueError`` naming the model for one
+    that is not 8 to 64 hex digits, or that has no ``Weights``."""
+    with open(metafile) as f:
+        models = yaml.safe_load(f).get('Models') or []
+    found = {}
+    for model in models:
+        if WEIGHTS_SHA256 not in model:
+            continue
+        digest = model[WEIGHTS_SHA256]  # (a string: unquoted digits would be a YAML number)
+        digest = digest.strip().lower() if isinstance(digest, str) else digest
+        if not model.get('Weights') or not (isinstance(digest, str)
+                                            and _SHA256_RE.fullmatch(digest)):
+            raise ValueError(
+                f'{metafile}: model {model.get("Name")!r}: {WEIGHTS_SHA256} must be the '
+                f'SHA-256 (8 to 64 hex digits, quoted) of its Weights file, got {digest!r}'
+                + ('' if model.get('Weights') else ' and it has no Weights'))
+        found[model['Weights']] = digest
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def weight_hashes(root: Optional[str] = None) -> Dict[str, str]:
+    """``URL -> SHA-256`` recorded by every metafile of the model index of ``root``
+    (default :func:`package_root`), whatever the task. Read once per root."""
+    root = root or package_root()
+    with open(osp.join(root, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    found: Dict[str, str] = {}
+    for rel in index.get('Import', []):
+        found.update(metafile_weight_hashes(osp.join(root, rel)))
+    return found
+
+
 def register_mmpretrain_models() -> List[str]:
     """Register our classifiers with mmpretrain's ``ModelHub`` (idempotent) and the loader
     of their official weights; returns the model names. Needs mmpretrain."""
     from mmengine.runner.checkpoint import CheckpointLoader
     from modelindex.load_model_index import load
     from mmpretrain.apis.model import ModelHub
+
+    from mmvrwkv.engine.checkpoint.schemes import gated_loader
 
     root = package_root()
     names = []
@@ -80,7 +125,7 @@ def register_mmpretrain_models() -> List[str]:
     if _OFFICIAL_WEIGHTS:  # mmengine reads prefixes as regular expressions: match literally
         CheckpointLoader.register_scheme(
             prefixes=[re.escape(url) + '$' for url in _OFFICIAL_WEIGHTS],
-            loader=load_official_checkpoint, force=True)
+            loader=gated_loader(load_official_checkpoint), force=True)  # gate: see schemes
     return names
 
 
@@ -123,7 +168,8 @@ def convert_official(checkpoint: Any, config: str, source: str = 'the checkpoint
 
 def load_official_checkpoint(filename: str, map_location: Optional[Any] = None,
                              **kwargs: Any) -> Dict[str, Any]:
-    """mmengine checkpoint loader of the official URLs: safe download + load, conversion."""
-    from mmvrwkv.engine.checkpoint.loading import _load_http
-    checkpoint = _load_http(filename, map_location=map_location, **kwargs)
+    """mmengine checkpoint loader of the official URLs: safe download (the metafile's
+    hash checked when it records one) + load, conversion."""
+    from mmvrwkv.engine.checkpoint.schemes import load_from_http
+    checkpoint = load_from_http(filename, map_location=map_location, **kwargs)
     return convert_official(checkpoint, _OFFICIAL_WEIGHTS[filename], source=filename)

@@ -29,7 +29,8 @@ from tool_helpers import CFG, ROOT, load_tool, tiny_options  # noqa: E402
 from mmvrwkv.engine import (CheckpointDigestError, CheckpointError,  # noqa: E402
                             CheckpointMismatchError, CorruptCheckpointError,
                             load_checkpoint_file)
-from mmvrwkv.engine.checkpoint import DIGEST_KEY, state_dict_digest  # noqa: E402
+from mmvrwkv.engine.checkpoint import (CHECKPOINT_DIGEST_KEY, DIGEST_KEY,  # noqa: E402
+                                      state_dict_digest)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -173,7 +174,7 @@ def test_digest_saved_and_checked(run_dir, tmp_path, evaluator, digits, clean_en
 
     bad = str(tmp_path / 'flipped.pth')
     _flip_tensor_byte(ckpt, bad)
-    torch.load(bad, weights_only=True)  # torch itself does not notice
+    torch.load(bad, weights_only=False)  # torch itself does not notice (our own file)
     with pytest.raises(CheckpointDigestError, match='flipped.pth: the weights do not match'):
         load_checkpoint_file(bad)
     with pytest.raises(CheckpointDigestError, match='flipped.pth'):
@@ -181,7 +182,7 @@ def test_digest_saved_and_checked(run_dir, tmp_path, evaluator, digits, clean_en
 
     # a checkpoint without a digest (official, mmengine) still loads
     plain = str(tmp_path / 'plain.pth')
-    del loaded['meta'][DIGEST_KEY]
+    del loaded['meta'][DIGEST_KEY], loaded['meta'][CHECKPOINT_DIGEST_KEY]
     torch.save(loaded, plain)
     assert DIGEST_KEY not in load_checkpoint_file(plain)['meta']
 

@@ -2,6 +2,7 @@
 'torch' backend unless a test names another; ``_manual_spatial_mix6`` recomputes the mixer
 from the formula with the float64 'reference' op."""
 import math
+import re
 
 import pytest
 import torch
@@ -263,6 +264,11 @@ def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
     model = small_v6(out_indices=(0, 1), init_values=0.5, key_norm=True,
                      with_cls_token=True).train()
+    # The class token starts at zero: its k and v are then 0 and its own decay spans no
+    # pair (it is the last token), so its exact gradient is 0 (the reference's too). Give
+    # it a value, else only rounding noise of the op could make the gradient non-zero.
+    with torch.no_grad():
+        model.cls_token.normal_()
     outs = model(torch.randn(2, 3, 48, 64))  # another grid than the pos-embed's
     sum((o * torch.randn_like(o)).sum() for o in outs).backward()
     for name, p in model.named_parameters():
@@ -337,15 +343,35 @@ def test_num_heads_needed_for_other_widths():
 
 
 def test_bad_inputs():
+    """Every input error names VRWKV6, not the VRWKV it inherits its checks from (issue 21)."""
     model = small_v6()
-    with pytest.raises(ValueError, match=r'\[B, C, H, W\]'):
+    with pytest.raises(ValueError, match=r'^VRWKV6 expects images of shape \[B, C, H, W\]'):
         model(torch.randn(3, 32, 32))
-    with pytest.raises(ValueError, match='in_channels=3'):
+    with pytest.raises(ValueError, match='^VRWKV6 was built with in_channels=3'):
         model(torch.randn(1, 1, 32, 32))
-    with pytest.raises(TypeError, match='floating-point images'):
+    with pytest.raises(TypeError, match='^VRWKV6 expects floating-point images'):
         model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match='^VRWKV6 got an empty batch'):
+        model(torch.randn(0, 3, 32, 32))
     with pytest.raises(ValueError, match='smaller than one patch'):
         model(torch.randn(1, 3, 8, 32))
+
+
+@pytest.mark.parametrize('call', [
+    lambda m: m(torch.randn(3, 32, 32)),
+    lambda m: m(torch.randn(1, 1, 32, 32)),
+    lambda m: m(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)),
+    lambda m: m(torch.randn(0, 3, 32, 32)),
+    lambda m: m(torch.randn(1, 3, 8, 32)),
+    lambda m: m.layers[0].att(torch.randn(1, 4, 64), (3, 2)),
+    lambda m: m.layers[0].att(torch.randn(1, 4, 64), 4),
+])
+def test_error_messages_never_say_vrwkv(call):
+    """Errors raised through VRWKV6 and its layers say VRWKV6 (or name the layer / op),
+    never the VRWKV v1 backbone (issue 21)."""
+    with pytest.raises((ValueError, TypeError)) as info:
+        call(small_v6())
+    assert not re.search(r'\bVRWKV\b', str(info.value)), str(info.value)
 
 
 # ----------------------------------------------------------------------------- adapter

@@ -1,7 +1,9 @@
 """Tests of the bidirectional WKV6 op (formula in mmvrwkv/ops/bi_wkv6/reference.py): every
 backend against the float64 O(T^2) reference (values and the gradients of r, k, v, w, u),
 gradcheck, lengths 1 / 257 / 1025 / 16384, odd and full-size heads, the variants that decay by
-the end tokens, extreme values, input checks, torch.compile, jit.trace, ONNX export, CUDA.
+the end tokens, extreme values, the 'torch' path over the whole range of w (section 2b, with
+its compile and dynamo-export checks), input checks, torch.compile, jit.trace, ONNX export,
+CUDA.
 
 Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6_cpu.cpp: column view for y and grad
 v, row view with checkpoints every ~sqrt(T) tokens for grad r, k, w, u; SIMD blocks of 16
@@ -15,6 +17,7 @@ Error measure (tests/ops/op_testing.py): ``max|x - ref| / max(max|ref|, floor)``
 for outputs, ``GRAD_FLOOR`` for gradients.
 """
 import functools
+import math
 
 import pytest
 import torch
@@ -220,6 +223,136 @@ if HAVE_HYPOTHESIS:
         """Paths: 'cpu' / 'torch' in float64 on random sizes (T crosses torch chunks and
         cpu checkpoint chunks)."""
         check_backend(backend, B, T, H, N, F64, seed=seed)
+
+
+# --------------------------------------------------------------------------------------
+# 2b. the range of w: the compiled kernels take every w in [-inf, +inf] (their decays are
+#     products of factors exp(-exp(w)) in [0, 1]); the 'torch' path must be exact there too.
+#     Before issue 21 it formed exponents as differences of chunk-local cumulative sums of
+#     -exp(w) and lost (fp32, T = 300) 2e-5 at w in [1, 3], 2e-4 at [4.5, 5.5], 2e-2 (grads
+#     0.2) at [9.5, 10.5] and gave inf/NaN from w ~ 20 on (fp64 from w ~ 40); the reference
+#     itself, a prefix difference too, failed from w ~ 25.
+# --------------------------------------------------------------------------------------
+
+W_RANGES = [(-30.0, -20.0), (-8.0, -2.0), (-3.0, 1.0), (1.0, 3.0), (3.0, 5.0), (4.5, 5.5),
+            (9.5, 10.5), (19.0, 21.0), (40.0, 50.0), (85.0, 95.0), (100.0, 700.0)]
+#: Exactness targets of the sweep (measured worst: fp32 3e-7, fp64 2e-15).
+SWEEP_TOL = {F32: 1e-5, F64: 1e-12}
+
+
+def w_sweep_inputs(T, H, N, w_range, kind, seed=0, scale=1.0):
+    """float64 r, k, v, w, u, grad_y; w uniform in ``w_range`` ('uniform'), or slow decays
+    (w in [-6, -5]) with one token in eight drawn from ``w_range`` ('barriers': pairs far
+    apart then decay through a few strong tokens, the hard case for chunk-crossing states)."""
+    r, k, v, w, u, gy = make_inputs(1, T, H, N, F64, seed, w_range, scale)
+    if kind == 'barriers':
+        g = torch.Generator().manual_seed(seed + 1)
+        slow = -6.0 + torch.rand(w.shape, generator=g, dtype=F64)
+        w = torch.where(torch.rand(w.shape, generator=g) < 0.125, w, slow)
+    return r, k, v, w, u, gy
+
+
+def test_reference_exact_for_large_w():
+    """Path: reference vs. explicit products of the decays (brute_force) where exp(w) is huge:
+    the pair sums are direct sums, not differences of prefix sums (which cancel)."""
+    r, k, v, w, u, _ = w_sweep_inputs(9, 2, 3, (20.0, 40.0), 'barriers', seed=7)
+    w[0, 4] = 800.0  # exp(w) overflows: decay 0
+    torch.testing.assert_close(bi_wkv6_reference(r, k, v, w, u),
+                               brute_force(r, k, v, w, u, strictly_between), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
+@pytest.mark.parametrize('kind', ['uniform', 'barriers'])
+@pytest.mark.parametrize('w_range', W_RANGES, ids=[f'w{lo:g}_{hi:g}' for lo, hi in W_RANGES])
+def test_torch_path_exact_over_every_w(w_range, kind, dtype):
+    """Path: 'torch' over T = 100 (4 chunks, the last partial), values and all five
+    gradients within SWEEP_TOL of the reference, for decay logits from ~no decay (w = -30)
+    to decays that underflow to exactly 0 (w = 700)."""
+    r, k, v, w, u, gy = w_sweep_inputs(100, 2, 4, w_range, kind)
+    y_ref, g_ref = forward_backward(bi_wkv6_reference, r, k, v, w, u, grad=gy)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='torch'),
+                                *(x.to(dtype) for x in (r, k, v, w, u)), grad=gy.to(dtype))
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), SWEEP_TOL[dtype],
+                  f'torch {w_range} {kind} {dtype}')
+
+
+@pytest.mark.parametrize('scale', [1e-12, 1e4, 1e10])
+def test_torch_path_exact_for_any_scale_of_r_k_v(scale):
+    """Path: 'torch' in fp32, r, k, v scaled by 1e-12 .. 1e10 (products up to 1e30), w with
+    strong barriers: the relative error does not depend on the magnitudes."""
+    r, k, v, w, u, _ = w_sweep_inputs(70, 2, 4, (3.0, 12.0), 'barriers', seed=3, scale=scale)
+    y = bi_wkv6(*(x.float() for x in (r, k, v, w, u)), backend='torch')
+    assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < SWEEP_TOL[F32]
+
+
+@pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
+def test_torch_path_infinite_and_huge_w(dtype):
+    """Path: 'torch' with w = +inf, 1e30 (decay 0), -inf, -1e30 (decay 1) among ordinary
+    values: finite values and gradients equal to those of finite stand-ins with the same
+    decays (w = 50: exactly 0 in fp64 too; w = -60: 1 - 1e-26), where the gradient of w is 0.
+    (The compiled fp32 kernels give gw = -exp(w) d = -inf * 0 = NaN from w > 88.7 on.)"""
+    r, k, v, w, u, gy = w_sweep_inputs(40, 1, 3, (-4.0, 2.0), 'uniform', seed=5)
+    special = {(0, 2): math.inf, (5, 0): 1e30, (11, 1): -math.inf, (20, 2): -1e30,
+               (33, 0): math.inf}
+    w_stand_in = w.clone()
+    for (t, c), value in special.items():
+        w[0, t, c] = value
+        w_stand_in[0, t, c] = 50.0 if value > 0 else -60.0
+    y_ref, g_ref = forward_backward(bi_wkv6_reference, r, k, v, w_stand_in, u, grad=gy)
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend='torch'),
+                                *(x.to(dtype) for x in (r, k, v, w, u)), grad=gy.to(dtype))
+    assert torch.isfinite(y).all() and all(torch.isfinite(g).all() for g in grads)
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), SWEEP_TOL[dtype], f'torch inf {dtype}')
+    for (t, c) in special:
+        assert grads[3][0, t, c] == 0
+
+
+def test_torch_path_exact_long_sequence():
+    """Path: 'torch' in fp32 at T = 1500 (47 chunks) with barriers of w in [9.5, 10.5]
+    (where the previous form lost 5e-3) and slow decays elsewhere, against the reference."""
+    r, k, v, w, u, _ = w_sweep_inputs(1500, 1, 2, (9.5, 10.5), 'barriers', seed=9)
+    y = bi_wkv6(*(x.float() for x in (r, k, v, w, u)), backend='torch')
+    assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < SWEEP_TOL[F32]
+
+
+def test_torch_path_compile_fullgraph():
+    """Path: 'torch' under torch.compile(fullgraph=True, aot_eager) over the whole w range:
+    the path has no data-dependent check, so nothing breaks the graph; eager's numbers."""
+    torch._dynamo.reset()
+
+    def f(r, k, v, w, u):
+        return bi_wkv6(r, k, v, w, u, backend='torch')
+
+    r, k, v, w, u, gy = w_sweep_inputs(40, 2, 3, (-8.0, 40.0), 'uniform', seed=6)
+    xs = [x.float() for x in (r, k, v, w, u)]
+    y0, g0 = forward_backward(f, *xs, grad=gy.float())
+    y1, g1 = forward_backward(torch.compile(f, fullgraph=True, backend='aot_eager'), *xs,
+                              grad=gy.float())
+    torch.testing.assert_close(y1, y0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b)
+    assert rel_err(y1, bi_wkv6_reference(r, k, v, w, u)) < SWEEP_TOL[F32]
+
+
+@pytest.mark.filterwarnings('ignore')
+def test_onnx_dynamo_export_whole_w_range(tmp_path):
+    """Path: 'torch' through the dynamo ONNX exporter (torch.onnx.export(dynamo=True));
+    onnxruntime reproduces the reference for w from -8 to 40."""
+    ort = pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+
+    class Mixer(torch.nn.Module):
+        def forward(self, r, k, v, w, u):
+            return bi_wkv6(r, k, v, w, u, backend='torch')
+
+    r, k, v, w, u, _ = w_sweep_inputs(40, 2, 3, (-8.0, 40.0), 'uniform', seed=8)
+    xs = tuple(x.float() for x in (r, k, v, w, u))
+    path = str(tmp_path / 'bi_wkv6_dynamo.onnx')
+    torch.onnx.export(Mixer(), xs, path, dynamo=True, verbose=False)
+    sess = ort.InferenceSession(path)
+    feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), xs)}
+    y = torch.from_numpy(sess.run(None, feeds)[0])
+    assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < SWEEP_TOL[F32]
 
 
 # --------------------------------------------------------------------------------------

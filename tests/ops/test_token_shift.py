@@ -7,11 +7,13 @@ token_shift_cuda_host.cpp: the CUDA kernels' bodies on CPU tensors, no GPU neede
 (the CUDA kernel on a GPU, `cuda` marker).
 """
 import io
+import itertools
 import os
 import os.path as osp
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -322,6 +324,92 @@ def test_front_rejects_bad_arguments(bad, match):
     kw.update(bad)
     with pytest.raises(ValueError, match=match):
         token_shift_mix(x, mix, **kw)
+
+
+@pytest.mark.parametrize('grid,exc,match', [
+    (15, TypeError, r'patch_resolution must be a pair \(H, W\) of ints, got 15 \(int\)'),
+    ('35', TypeError, r"patch_resolution must be a pair \(H, W\) of ints, got '35' \(str\)"),
+    ({3: 1, 5: 2}, TypeError, r'patch_resolution must be a pair .*\(dict\)'),
+    ((3.0, 5), TypeError, r'got H = 3.0 \(float\)'),
+    ((3, None), TypeError, r'got W = None'),
+    ((True, 15), TypeError, r'got H = True \(bool\)'),
+    (torch.tensor([3.0, 5.0]), TypeError, r'got H = tensor\(3.\)'),
+    ((3,), ValueError, r'patch_resolution must be a pair \(H, W\), got 1 values'),
+    ((3, 5, 1), ValueError, r'patch_resolution must be a pair \(H, W\), got 3 values'),
+    ((-3, -5), ValueError, r'patch_resolution \(H, W\) must be positive, got \(-3, -5\)'),
+    ((0, 15), ValueError, r'must be positive, got \(0, 15\)'),
+    ((5, 5), ValueError, r'patch_resolution \(5, 5\) does not match the token count: '
+                         r'H \* W = 25, but x has T = 15 tokens'),
+    (None, ValueError, r'needs patch_resolution=\(H, W\), the patch grid of the 15 tokens'),
+])
+@pytest.mark.parametrize('backend', ['torch', pytest.param('cpu', marks=needs_cpu)])
+def test_bad_patch_resolution_is_named(grid, exc, match, backend):
+    """Path: front, and the shift functions the modules call (q_shift). Every bad
+    patch_resolution (wrong type, non-positive -- (-3, -5) has the right product --, wrong
+    product, wrong length) raises ValueError / TypeError naming it and what was expected,
+    before any backend runs (no reshape error, no silent truncation of 3.5 to 3)."""
+    x, mix = inputs((3, 5), 12, F32)
+    kw = dict(kwargs_of(grid, 'q_shift', 1, 0.25, 1), backend=backend)
+    with pytest.raises(exc, match=match):
+        token_shift_mix(x, mix, **kw)
+    with pytest.raises(exc, match=match.replace('token_shift_mix', 'q_shift')):
+        q_shift(x, 1, 0.25, grid)
+
+
+@pytest.mark.parametrize('grid', [[3, 5], torch.Size([3, 5]), (torch.tensor(3), torch.tensor(5)),
+                                  torch.tensor([3, 5]), (np.int64(3), 5), np.array([3, 5])],
+                         ids=['list', 'size', 'tensors', 'tensor', 'np_int', 'np_array'])
+def test_patch_resolution_int_likes_accepted(grid):
+    """Path: torch. Sequences of ints in the forms models and tracers pass them (the legacy
+    tracer's sizes are 0-dim integer tensors) are accepted and give the (3, 5) result."""
+    x, mix = inputs((3, 5), 12, F32)
+    ref = token_shift_mix(x, mix, **kwargs_of((3, 5), 'q_shift', 1, 0.25, 1), backend='torch')
+    y = token_shift_mix(x, mix, **kwargs_of(grid, 'q_shift', 1, 0.25, 1), backend='torch')
+    assert torch.equal(y, ref)
+
+
+SWEEP_MAGNITUDES = (1e-30, 1.0, 1e30)
+SWEEP_MIX = ((0.0, 1.0), (-0.3, 1.3), (-10.0, 10.0))
+
+
+@pytest.mark.parametrize('dtype', [F32, F64, torch.float16, torch.bfloat16],
+                         ids=['fp32', 'fp64', 'fp16', 'bf16'])
+def test_torch_path_sweep(dtype):
+    """Path: torch vs the reference over every mode, three grids, |x| from 1e-30 to 1e30 (and
+    up to the limit of the docstring: finfo.max / 2.1) and mix inside and outside [0, 1]:
+    the error stays within 3 eps * max|x| * max(1, max|mix|) wherever the result is
+    representable (the lerp's rounding; the shift moves values exactly)."""
+    fmax = torch.finfo(dtype).max
+    eps = torch.finfo(dtype).eps
+    mags = [m for m in SWEEP_MAGNITUDES if m < fmax / 4] + [fmax / 2.1]
+    g = torch.Generator().manual_seed(0)
+    for (grid, C, heads), mode, mag, (lo, hi) in itertools.product(
+            [((3, 5), 12, 3), ((7, 9), 16, 2), ((1, 1), 8, 2)], MODES, mags, SWEEP_MIX):
+        x = ((torch.rand(2, grid[0] * grid[1], C, generator=g, dtype=F64) * 2 - 1) * mag)
+        mix = lo + (hi - lo) * torch.rand(3, C, generator=g, dtype=F64)
+        x, mix = x.to(dtype), mix.to(dtype)
+        kw = kwargs_of(grid, mode, 1, 0.25, heads)
+        ref = token_shift_mix_reference(x, mix, **kw)
+        y = token_shift_mix(x, mix, backend='torch', **kw)
+        ok = torch.isfinite(ref.to(dtype))           # results representable in x's dtype
+        scale = x.double().abs().max().item() * max(1.0, mix.double().abs().max().item())
+        err = (y.double()[ok] - ref[ok]).abs().max().item() / (scale or 1.0) if ok.any() else 0.0
+        assert err <= 3 * eps, (mode, grid, mag, (lo, hi), err / eps)
+
+
+@pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
+def test_torch_path_limit_is_half_the_float_range(dtype):
+    """Path: torch. The documented limit: just inside max|x| <= finfo.max / 2 the result is
+    exact; just outside, x - shift(x) overflows and a representable result comes out inf."""
+    fmax = torch.finfo(dtype).max
+    x = torch.tensor([[[1.0], [-1.0]]], dtype=dtype)       # two tokens, opposite signs
+    mix = torch.full((1, 1), 0.5, dtype=dtype)              # exact result: 0 for token 1
+    kw = dict(shift_mode='token_shift', shift_pixel=1)
+    inside = token_shift_mix(x * (fmax / 2.05), mix, backend='torch', **kw)
+    assert torch.isfinite(inside).all()
+    assert inside[0, 0, 1, 0].abs() <= 2 * torch.finfo(dtype).eps * fmax / 2
+    outside = token_shift_mix(x * (fmax / 1.9), mix, backend='torch', **kw)
+    assert torch.isinf(outside[0, 0, 1, 0])
 
 
 def test_front_rejects_bad_tensors():

@@ -158,7 +158,7 @@ def test_train_loss_decreases_then_test(trainer, evaluator, digits, tmp_path, cl
 
 def test_resume_interrupted_run(trainer, digits, tmp_path, clean_env):
     """Train 2 epochs with a checkpoint per epoch, then resume a new run from epoch_1.pth."""
-    from mmvrwkv.engine import allow_mmengine_checkpoints
+    from mmvrwkv.engine import load_checkpoint_file
 
     opts = dict(n_train=32, batch=16, epochs=2, **{'default_hooks.checkpoint.interval': 1,
                                                   'default_hooks.checkpoint.max_keep_ckpts': 3})
@@ -167,9 +167,8 @@ def test_resume_interrupted_run(trainer, digits, tmp_path, clean_env):
     ckpt1 = osp.join(first, 'epoch_1.pth')
     assert osp.isfile(ckpt1) and osp.isfile(osp.join(first, 'epoch_2.pth'))
 
-    # The checkpoint loads under torch's safe (weights_only) unpickler with the allow-list.
-    allow_mmengine_checkpoints()
-    state = torch.load(ckpt1, map_location='cpu', weights_only=True)
+    # The checkpoint loads through the safe loader, with all of its training state.
+    state = load_checkpoint_file(ckpt1)
     assert state['meta']['epoch'] == 1 and state['meta']['iter'] == 2
     assert 'optimizer' in state and 'message_hub' in state and 'param_schedulers' in state
 
@@ -177,11 +176,11 @@ def test_resume_interrupted_run(trainer, digits, tmp_path, clean_env):
     trainer.main([CFG, '--work-dir', second, '--resume', ckpt1] + tiny_options(digits, **opts))
     steps = [s for s, _ in train_losses(second)]
     assert steps == [3, 4], steps  # only epoch 2 was trained again
-    final = torch.load(osp.join(second, 'epoch_2.pth'), map_location='cpu', weights_only=True)
+    final = load_checkpoint_file(osp.join(second, 'epoch_2.pth'))
     assert final['meta']['epoch'] == 2 and final['meta']['iter'] == 4
     # the optimizer state went on from the checkpoint (AdamW step counts 2 + 2)
     steps_in_state = {int(s['step']) for s in final['optimizer']['state'].values()}
     assert steps_in_state == {4}
     assert not osp.exists(osp.join(second, 'epoch_1.pth'))
-    ref = torch.load(osp.join(first, 'epoch_2.pth'), map_location='cpu', weights_only=True)
+    ref = load_checkpoint_file(osp.join(first, 'epoch_2.pth'))
     assert final['state_dict'].keys() == ref['state_dict'].keys()

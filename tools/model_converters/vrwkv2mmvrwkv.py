@@ -257,7 +257,7 @@ def _compact(t: torch.Tensor) -> torch.Tensor:
 
 
 def save_atomic(obj: dict, dst: str, overwrite: bool) -> None:
-    """Write ``obj`` (with a digest of its state dict) to ``dst`` atomically."""
+    """Write ``obj`` (with its digests, ``add_digest``) to ``dst`` atomically."""
     add_digest(obj)
     try:
         with atomic_path(dst, overwrite=overwrite) as tmp:

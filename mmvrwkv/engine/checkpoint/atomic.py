@@ -5,17 +5,39 @@ final ``os.replace`` is atomic), is flushed and fsync'ed, then renamed over the 
 the folder is fsync'ed so the rename itself survives a power loss. A failed write (disk full,
 a kill) leaves the destination untouched; the temporary file is removed when the process
 lives to do so, and :func:`remove_stale_temporaries` clears those left by a killed one.
+
+The temporary file is created with mode ``0o666`` less the user's umask (what ``open``
+gives a new file), not ``mkstemp``'s ``0o600``: checkpoints on shared storage stay readable
+by the collaborators the umask (or the folder's default ACL) lets in.
 """
 import contextlib
 import glob
 import os
 import os.path as osp
-import tempfile
+import secrets
 from typing import Iterator, List
 
 #: Temporary files are ``.<name>.<random>.tmp`` beside the destination: hidden and without
 #: the ``.pth`` suffix, so no checkpoint search (``*.pth``) ever picks one up.
 TMP_SUFFIX = '.tmp'
+
+
+def create_temporary(dst: str) -> str:
+    """Create an empty, new ``.<name>.<random>.tmp`` beside ``dst``; returns its path.
+
+    ``O_CREAT | O_EXCL`` with mode ``0o666``: the kernel applies the umask and default ACLs
+    exactly as for any new file, and never follows or reuses an existing name.
+    """
+    folder, name = osp.split(dst)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_CLOEXEC', 0)
+    for _ in range(100):
+        tmp = osp.join(folder, f'.{name}.{secrets.token_hex(6)}{TMP_SUFFIX}')
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f'could not create a temporary file beside {dst}')
 
 
 def fsync_dir(path: str) -> None:
@@ -43,8 +65,7 @@ def atomic_path(dst: str, overwrite: bool = True) -> Iterator[str]:
     dst = osp.abspath(dst)
     folder = osp.dirname(dst)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(dst)}.', suffix=TMP_SUFFIX)
-    os.close(fd)
+    tmp = create_temporary(dst)
     try:
         try:
             yield tmp

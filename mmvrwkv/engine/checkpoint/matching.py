@@ -1,5 +1,6 @@
 """Does a state dict fit a model? Missing keys, unexpected keys and shape mismatches."""
 import re
+from collections import OrderedDict
 from typing import Iterable, List, Mapping, NamedTuple, Sequence, Tuple
 
 import torch
@@ -69,3 +70,60 @@ def revise_keys(state_dict: Mapping[str, object],
     for pattern, repl in rules:
         out = {re.sub(pattern, repl, k): v for k, v in out.items()}
     return out
+
+
+#: torch's message for a tensor whose shape differs from the model's (``_load_from_state_dict``).
+_SIZE_MISMATCH_RE = re.compile(
+    r'size mismatch for (?P<key>\S+): copying a param with shape torch\.Size\(\[(?P<ckpt>[^\]]*)'
+    r'\]\) from checkpoint, the shape in current model is torch\.Size\(\[(?P<model>[^\]]*)\]\)')
+
+
+def _ints(text: str) -> Tuple[int, ...]:
+    return tuple(int(s) for s in text.split(',') if s.strip())
+
+
+def load_state_dict_reporting(module: torch.nn.Module, state_dict: Mapping[str, object]
+                              ) -> Tuple[StateDictMismatch, List[str]]:
+    """Load what fits of ``state_dict`` into ``module`` and report what did not.
+
+    The load is torch's own, module by module, so that every load hook of the model runs
+    (``pos_embed`` resizing, key renames of old checkpoints): a checkpoint only counts as
+    mismatched for what the model still cannot take after its hooks. Returns the mismatch
+    (missing keys other than BatchNorm's ``num_batches_tracked`` counters, unexpected keys,
+    shape mismatches) and the other errors torch reported (e.g. a value that is not a
+    tensor). The caller decides whether to refuse; a module refused this way holds a partial
+    load and is not to be used.
+    """
+    from mmengine.model import is_model_wrapper
+
+    metadata = getattr(state_dict, '_metadata', None)
+    missing: List[str] = []
+    unexpected: List[str] = []
+    errors: List[str] = []
+
+    def load(mod: torch.nn.Module, local: dict, prefix: str = '') -> None:
+        while is_model_wrapper(mod):
+            mod = mod.module
+        local_metadata = {} if metadata is None else metadata.get(prefix[:-1], {})
+        mod._load_from_state_dict(local, prefix, local_metadata, True, missing, unexpected,
+                                  errors)
+        for name, child in mod._modules.items():
+            if child is not None:
+                child_prefix = prefix + name + '.'
+                load(child, {k: v for k, v in local.items() if k.startswith(child_prefix)},
+                     child_prefix)
+        incompatible = torch.nn.modules.module._IncompatibleKeys(missing, unexpected)
+        for hook in mod._load_state_dict_post_hooks.values():
+            hook(mod, incompatible)
+
+    with torch.no_grad():
+        load(module, OrderedDict(state_dict))
+    mismatched, other = [], []
+    for message in errors:
+        found = _SIZE_MISMATCH_RE.search(message)
+        if found:
+            mismatched.append((found['key'], _ints(found['ckpt']), _ints(found['model'])))
+        else:
+            other.append(message.strip())
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+    return StateDictMismatch(missing, unexpected, mismatched), other

@@ -1,7 +1,12 @@
 """mmengine's CheckpointHook made crash-safe, self-verifying and strict about what it loads."""
 import contextlib
+import glob
+import logging
+import os
 import os.path as osp
-from typing import Any, Iterator, List, Optional
+import shutil
+from collections import deque
+from typing import Any, Iterator, List, Optional, Tuple
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
@@ -11,7 +16,8 @@ from mmengine.model import is_model_wrapper
 from mmvrwkv.registry import HOOKS
 from ..checkpoint.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from ..checkpoint.digest import add_digest
-from ..checkpoint.loading import CheckpointError
+from ..checkpoint.errors import CheckpointError
+from ..checkpoint.hook_state import IDS_KEY, is_restored_path_ok, is_run_checkpoint
 from ..checkpoint.matching import compare_state_dict, revise_keys
 
 
@@ -30,7 +36,16 @@ class SafeCheckpointHook(CheckpointHook):
       under a checkpoint's name;
     - ``max_keep_ckpts`` and ``save_best`` delete an old checkpoint only after its successor
       is complete (upstream deletes first);
-    - ``meta['state_dict_sha256']`` holds a digest of the weights, checked on every load.
+    - ``meta['state_dict_sha256']`` holds a digest of the weights, checked on every load;
+    - a removal (``max_keep_ckpts``, ``save_best``) only ever removes a checkpoint directly
+      inside ``out_dir`` (a regular ``*.pth`` file, or a real folder for deepspeed), never a
+      symlink or anything elsewhere;
+    - restored hook state (``keep_ckpt_ids``, ``best_ckpt*``) is used only when it names
+      checkpoints of ``out_dir`` and the run resumed from a checkpoint of ``out_dir``; ids
+      newer than the resumed step are dropped. Anything else is dropped with a warning.
+
+    Resuming: ``resume=True`` that found nothing to resume from (no ``last_checkpoint``) while
+    ``out_dir`` holds checkpoints is refused, rather than training from scratch over them.
 
     Loading (``load_from``, ``resume``; runs last among the hooks, after e.g. EMAHook):
 
@@ -50,10 +65,115 @@ class SafeCheckpointHook(CheckpointHook):
     # ------------------------------------------------------------------ saving
 
     def before_train(self, runner) -> None:
+        info = runner.message_hub.runtime_info
+        # upstream deletes checkpoints named by restored ids right here: checked first
+        restored_ids = info.pop(IDS_KEY, None) if self.max_keep_ckpts > 0 else None
         super().before_train(runner)
+        if self._is_local():
+            self._refuse_fresh_start_over_checkpoints(runner)
         if self._is_local() and is_main_process():
             for path in remove_stale_temporaries(self.out_dir, '*.pth'):
                 runner.logger.warning(f'removed {path}, left by an interrupted checkpoint write')
+        self._check_restored_best(runner)
+        if restored_ids is not None:
+            ids = self._checked_ids(runner, restored_ids)
+            while len(ids) > self.max_keep_ckpts:
+                step = ids.pop(0)
+                if is_main_process():
+                    self._remove(self.file_backend.join_path(
+                        self.out_dir, self.filename_tmpl.format(step)))
+            self.keep_ckpt_ids = deque(ids, self.max_keep_ckpts)
+            info[IDS_KEY] = list(ids)
+
+    # ------------------------------------------------------------ restored state
+
+    def _resumed_from(self, runner) -> Tuple[bool, Optional[str]]:
+        """Whether the runner resumed, and from which file (None: not known)."""
+        if not getattr(runner, '_resume', False) or not getattr(runner, '_has_loaded', False):
+            return False, None
+        name = getattr(runner, '_load_from', None)
+        if not name:
+            from mmengine.runner import find_latest_checkpoint
+            name = find_latest_checkpoint(runner.work_dir)
+        return True, (str(name) if name else None)
+
+    def _foreign_source(self, runner) -> Optional[str]:
+        """Why restored hook state cannot name files of ``out_dir`` (None: it may)."""
+        resumed, source = self._resumed_from(runner)
+        if not resumed or not self._is_local():
+            return None
+        if source is None or not osp.isfile(source):
+            return 'the resumed checkpoint is not known'
+        try:
+            if osp.samefile(osp.dirname(osp.abspath(source)), self.out_dir):
+                return None
+        except OSError:
+            pass
+        return f'it was resumed from {source}, which is not in {self.out_dir}'
+
+    def _drop_warning(self, runner, key: str, value: Any, why: str) -> None:
+        runner.logger.warning(f'{type(self).__name__}: ignored restored runtime_info[{key!r}] '
+                              f'= {value!r} ({why}); nothing it names is removed')
+
+    def _check_restored_best(self, runner) -> None:
+        """Forget restored best-checkpoint paths that are not checkpoints of ``out_dir``."""
+        if self.save_best is None or not self._is_local():
+            return
+        foreign = self._foreign_source(runner)
+        single = len(self.key_indicators) == 1
+        paths = ({'best_ckpt': self.best_ckpt_path} if single else
+                 {f'best_ckpt_{k}': v for k, v in self.best_ckpt_path_dict.items()})
+        for key, path in paths.items():
+            if path is None:
+                continue
+            why = foreign or (None if is_restored_path_ok(key, path, self.out_dir)
+                              else f'not a best checkpoint file in {self.out_dir}')
+            if why is None:
+                continue
+            self._drop_warning(runner, key, path, why)
+            runner.message_hub.runtime_info.pop(key, None)
+            if single:
+                self.best_ckpt_path = None
+            else:
+                self.best_ckpt_path_dict[key[len('best_ckpt_'):]] = None
+
+    def _checked_ids(self, runner, value: Any) -> List[int]:
+        """The restored ``keep_ckpt_ids`` that name checkpoints of this run in ``out_dir``,
+        up to the resumed step; the rest are dropped with a warning."""
+        if not isinstance(value, (list, tuple)):
+            self._drop_warning(runner, IDS_KEY, value, 'not a list')
+            return []
+        foreign = self._foreign_source(runner)
+        if foreign:
+            self._drop_warning(runner, IDS_KEY, value, foreign)
+            return []
+        step = runner.epoch if self.by_epoch else runner.iter
+        kept: List[int] = []
+        for i in value:
+            ok = (isinstance(i, int) and not isinstance(i, bool) and i not in kept and i <= step
+                  and (not self._is_local() or is_run_checkpoint(self.file_backend.join_path(
+                      self.out_dir, self.filename_tmpl.format(i)), self.out_dir)))
+            if ok:
+                kept.append(i)
+        if len(kept) != len(value):
+            self._drop_warning(runner, IDS_KEY, [i for i in value if i not in kept],
+                               f'not distinct ints naming checkpoints of {self.out_dir} up '
+                               f'to step {step}')
+        return kept
+
+    def _refuse_fresh_start_over_checkpoints(self, runner) -> None:
+        """``resume=True`` that found nothing to resume from must not train from scratch
+        over the checkpoints of ``out_dir`` (the next save would overwrite them)."""
+        if not getattr(runner, '_resume', False) or getattr(runner, '_has_loaded', True):
+            return
+        found = sorted(glob.glob(osp.join(glob.escape(self.out_dir), '*.pth')))
+        if found:
+            raise CheckpointError(
+                f'resume=True, but {osp.join(runner.work_dir, "last_checkpoint")} names no '
+                f'checkpoint, and {self.out_dir} holds {", ".join(map(osp.basename, found))}: '
+                'training from scratch would overwrite them. Resume from one of them '
+                '(tools/train.py --resume picks the newest complete one; or pass '
+                'load_from=PATH with resume=True), or use another work_dir.')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         add_digest(checkpoint)
@@ -99,10 +219,25 @@ class SafeCheckpointHook(CheckpointHook):
             self._remove(osp.join(self.out_dir, self.filename_tmpl.format(outdated)))
 
     def _remove(self, path: str) -> None:
-        if self.file_backend.isfile(path):
-            self.file_backend.remove(path)
-        elif self.file_backend.isdir(path):
-            self.file_backend.rmtree(path)
+        """Remove an old checkpoint: locally only a ``*.pth`` directly inside ``out_dir``
+        (regular file, or a real folder), checked right before the removal."""
+        if not self._is_local():
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):
+                self.file_backend.rmtree(path)
+            return
+        if not os.path.lexists(path):
+            return
+        if not is_run_checkpoint(path, self.out_dir, allow_dir=True):
+            from mmengine.logging import print_log
+            print_log(f'{type(self).__name__}: not removing {path}: it is not a checkpoint '
+                      f'file inside {self.out_dir}', logger='current', level=logging.WARNING)
+            return
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         if not self._is_local():
@@ -180,6 +315,45 @@ def _checkpoint_name(runner) -> str:
         return str(name)
     from mmengine.runner import find_latest_checkpoint
     return str(find_latest_checkpoint(runner.work_dir) or 'the checkpoint')
+
+
+def find_resumable_checkpoint(folders: List[str]
+                              ) -> Tuple[Optional[str], List[str], List[Tuple[str, str]]]:
+    """The newest complete checkpoint in ``folders`` (``*.pth``, hidden temporaries aside).
+
+    Complete: it loads through mmvrwkv's loader (digest included) and holds training state
+    (``meta`` epoch and iter, ``message_hub``). Newest: the highest meta (iter, epoch); on a
+    tie one with optimizer state, then the later modification time. Returns the path (None
+    if none qualifies), every file looked at, and ``(path, why)`` for those skipped.
+    """
+    from ..checkpoint.loading import load_checkpoint_file
+    found: List[str] = []
+    for folder in folders:
+        for path in sorted(glob.glob(osp.join(glob.escape(folder), '*.pth'))):
+            if osp.isfile(path) and not any(osp.samefile(path, p) for p in found):
+                found.append(path)
+    best: Optional[str] = None
+    best_key: Optional[tuple] = None
+    skipped: List[Tuple[str, str]] = []
+    for path in found:
+        try:
+            ckpt = load_checkpoint_file(path, map_location='cpu')
+        except Exception as err:  # noqa: BLE001  (any failure: not a complete checkpoint)
+            text = (str(err).splitlines() or [type(err).__name__])[0]
+            skipped.append((path, f'{type(err).__name__}: {text[:300]}'))
+            continue
+        ckpt = ckpt if isinstance(ckpt, dict) else {}
+        meta = ckpt.get('meta')
+        steps = [meta.get(k) if isinstance(meta, dict) else None for k in ('iter', 'epoch')]
+        if (not all(isinstance(v, int) and not isinstance(v, bool) for v in steps)
+                or not isinstance(ckpt.get('message_hub'), dict)):
+            skipped.append((path, 'holds no training state (meta epoch/iter, message_hub)'))
+            continue
+        key = (*steps, 'optimizer' in ckpt, os.stat(path).st_mtime)
+        del ckpt
+        if best_key is None or key > best_key:
+            best, best_key = path, key
+    return best, found, skipped
 
 
 def use_safe_checkpoint_hook(cfg, allow_partial: bool = False) -> None:

@@ -387,18 +387,19 @@ class VRWKV(BaseModule):
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:
+        name = type(self).__name__  # VRWKV6 (and subclasses) name themselves
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f'VRWKV expects images of shape [B, C, H, W], got {shape}')
+            raise ValueError(f'{name} expects images of shape [B, C, H, W], got {shape}')
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'VRWKV was built with in_channels={self.in_channels}, but the '
+            raise ValueError(f'{name} was built with in_channels={self.in_channels}, but the '
                              f'input has {x.shape[1]} channels (shape {tuple(x.shape)})')
         if not x.is_floating_point():
             raise TypeError(
-                f'VRWKV expects floating-point images (normalised, as the data preprocessor '
+                f'{name} expects floating-point images (normalised, as the data preprocessor '
                 f'gives them), got dtype {x.dtype}; e.g. x = (x.float() - mean) / std')
         if x.shape[0] == 0:
-            raise ValueError(f'VRWKV got an empty batch (shape {tuple(x.shape)}); pass at '
+            raise ValueError(f'{name} got an empty batch (shape {tuple(x.shape)}); pass at '
                              'least one image')
         H, W = x.shape[-2:]
         p = self.patch_size

@@ -76,7 +76,7 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
     _check(w, u, k, v)
     name = resolve_backend('bi_wkv', backend, k.device, ext_available(), 'bi_wkv_forward')
     if name == 'torch':
-        check_range(w, u, k)
+        check_range(w, u, k, v)
         return bi_wkv_torch(w, u, k, v, causal=causal)
     if name == 'reference':
         return bi_wkv_reference(w, u, k, v, causal=causal).to(k.dtype)

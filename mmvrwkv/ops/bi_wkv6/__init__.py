@@ -5,7 +5,9 @@ compiled kernels and their gradients: ``kernels/README.md``, section Bi-WKV6):
 
 * ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16/fp64 inputs, fp32 (fp64) state);
 * ``'cpu'``: compiled CPU kernel (both scans per (batch, head), custom backward);
-* ``'torch'``: portable chunked PyTorch (autograd, tracing, export, no extension);
+* ``'torch'``: portable chunked PyTorch (autograd, tracing, export, FLOP counting, no
+  extension); exact for every w the kernels take, i.e. all of [-inf, +inf] (fp32 ~1e-6 of
+  the output; range and sweep in :mod:`.torch`), so it needs no range check;
 * ``'reference'``: O(T^2) float64 summation (tests only; returns r's dtype here).
 
 ``'auto'`` picks the compiled kernel for the tensors' device when it is built, and ``'torch'``
@@ -60,7 +62,8 @@ def bi_wkv6(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
         k: keys ``[B, T, C]``, same dtype and device as r.
         v: values ``[B, T, C]``, same dtype and device as r.
         w: decay logits ``[B, T, C]`` (any float dtype): token m decays a pair spanning it by
-            ``exp(-exp(w_m))``.
+            ``exp(-exp(w_m))``. Any value in [-inf, +inf] on every backend (+inf: decay 0,
+            -inf: decay 1); NaN propagates.
         u: bonus ``[H, N]`` (any float dtype), weighting each token's own key-value pair.
         backend: 'auto' | 'cuda' | 'cpu' | 'torch' | 'reference'.
 

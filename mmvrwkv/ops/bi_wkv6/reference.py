@@ -13,17 +13,23 @@ import torch
 
 def pair_log_decay(w: torch.Tensor) -> torch.Tensor:
     """``[B, T (t), T (s), C]`` float64: ``sum of log d_m`` over the m strictly between s and t
-    (0 for |s - t| <= 1; the diagonal is unused)."""
+    (0 for |s - t| <= 1; the diagonal is unused).
+
+    Each entry is summed directly over its own tokens (a cumulative sum over t of the masked
+    ``log d_{t-1}``), never as the difference of two prefix sums, which would cancel
+    catastrophically once ``exp(w)`` is large (w >~ 25 in float64). The terms share one sign,
+    so the sum is exact to round-off for every w; ``w = +inf`` gives ``-inf`` (decay 0).
+    """
     ld = -torch.exp(w.double())                                   # log d, [B, T, C]
-    prefix = torch.cumsum(ld, dim=1) - ld                         # P_t = sum_{m<t} log d_m
     T = w.shape[1]
     t = torch.arange(T, device=w.device)
-    hi = torch.maximum(t[:, None], t[None, :])                    # [T, T]
-    lo_next = (torch.minimum(t[:, None], t[None, :]) + 1).clamp(max=T - 1)
-    # sum over lo < m < hi = P_hi - P_{lo+1}; for |s - t| <= 1 lo + 1 >= hi and the sum is empty.
-    between = prefix[:, hi] - prefix[:, lo_next]
-    empty = (hi <= lo_next)[None, :, :, None]
-    return torch.where(empty, torch.zeros_like(between), between)
+    prev = torch.cat([torch.zeros_like(ld[:, :1]), ld[:, :-1]], dim=1)    # log d_{t-1}
+    # lower[t, s] = sum_{s<m<t} log d_m = sum over t' <= t with t' >= s + 2 of log d_{t'-1}
+    spans = (t[:, None] >= t[None, :] + 2)[None, :, :, None]
+    lower = torch.cumsum(torch.where(spans, prev[:, :, None, :], prev.new_zeros(())), dim=1)
+    # the tokens between s and t are the same for (t, s) and (s, t): mirror the lower half
+    below = (t[:, None] > t[None, :])[None, :, :, None]
+    return torch.where(below, lower, lower.transpose(1, 2))
 
 
 def bi_wkv6_reference(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,

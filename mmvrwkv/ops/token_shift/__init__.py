@@ -80,7 +80,8 @@ def token_shift_mix(x: torch.Tensor, mix: torch.Tensor, *,
     Args:
         x: tokens ``[B, T, C]`` in raster order over the patch grid.
         mix: mix coefficients ``[M, C]`` (1 keeps the token itself), x's dtype and device.
-        patch_resolution: ``(H, W)`` with ``H * W == T`` (the Q-Shift modes need it).
+        patch_resolution: ``(H, W)``, two positive ints with ``H * W == T`` (the Q-Shift
+            modes need it; anything else raises ValueError or TypeError naming it).
         shift_mode: a key of :data:`SHIFT_FUNCS`.
         shift_pixel: shift distance (0: no shift; at least the grid size: all zeros).
         channel_gamma: fraction of the channels per Q-Shift direction (<= 1/4).
@@ -89,7 +90,8 @@ def token_shift_mix(x: torch.Tensor, mix: torch.Tensor, *,
 
     Returns:
         ``[M, B, T, C]`` with x's dtype, ``out[m] = torch.lerp(shift(x), x, mix[m])``;
-        differentiable w.r.t. x and mix.
+        differentiable w.r.t. x and mix. Exact to the lerp's rounding while
+        ``max|x| <= finfo.max / 2`` (range: :func:`.torch.token_shift_mix_torch`).
     """
     _check(x, mix, patch_resolution, shift_mode, shift_pixel, channel_gamma, num_heads)
     name = resolve_backend(backend, x.device)

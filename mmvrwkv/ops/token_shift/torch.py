@@ -11,6 +11,7 @@ Signature of every function:
 ``fn(x, shift_pixel, channel_gamma, patch_resolution, *, num_heads=1) -> Tensor``
 (arguments a mode does not use are accepted and ignored).
 """
+import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -29,23 +30,53 @@ def _shifted(g: torch.Tensor, dim: int, s: int) -> torch.Tensor:
     return F.pad(g.narrow(dim, k, n - k), pad + [0, k])
 
 
+def _grid_side(value, name: str, patch_resolution, fn: str):
+    """One side of the grid as an int (a SymInt stays symbolic; the legacy tracer's 0-dim
+    integer size tensors are read as ints, as before); TypeError naming ``patch_resolution``
+    for anything else (floats would truncate silently, bools are not sizes)."""
+    if isinstance(value, torch.SymInt):
+        return value
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not (
+            value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f'{fn}: patch_resolution must be a pair (H, W) of ints, got {name} = '
+                        f'{value!r} ({type(value).__name__}) in {patch_resolution!r}')
+    return int(value)
+
+
 def grid_of(x: torch.Tensor, patch_resolution: Optional[Sequence[int]], fn: str) -> tuple:
-    """``(H, W)`` as ints (symbolic sizes stay symbolic), checked against ``x``'s token count
-    (ValueError otherwise)."""
+    """``(H, W)`` as ints (symbolic sizes stay symbolic), checked against ``x``'s token count.
+
+    Raises, naming ``patch_resolution`` and what was expected: ValueError when it is None,
+    not of length 2, not positive, or ``H * W != T``; TypeError when it is not a sequence
+    (a tuple, list, ``torch.Size``, a tensor or numpy array of two ints) or a side is not
+    an int.
+    """
     if patch_resolution is None:
-        raise ValueError(f'{fn} needs patch_resolution=(H, W)')
+        raise ValueError(f'{fn} needs patch_resolution=(H, W), the patch grid of the '
+                         f'{x.shape[1]} tokens')
+    if isinstance(patch_resolution, (str, bytes)) or not (
+            isinstance(patch_resolution, (Sequence, torch.Tensor))
+            or hasattr(patch_resolution, '__array__')):  # numpy arrays
+        raise TypeError(f'{fn}: patch_resolution must be a pair (H, W) of ints, got '
+                        f'{patch_resolution!r} ({type(patch_resolution).__name__})')
     if len(patch_resolution) != 2:
-        raise ValueError(f'{fn}: patch_resolution must be (H, W), got {patch_resolution!r}')
-    H, W = (v if isinstance(v, torch.SymInt) else int(v) for v in patch_resolution)
+        raise ValueError(f'{fn}: patch_resolution must be a pair (H, W), got '
+                         f'{len(patch_resolution)} values: {patch_resolution!r}')
+    H, W = (_grid_side(v, n, patch_resolution, fn) for v, n in zip(patch_resolution, 'HW'))
     T = x.shape[1]
     if any(isinstance(v, torch.SymInt) for v in (H, W, T)):
         # Symbolic sizes (export with a dynamic image size): keep them symbolic, a Python
         # comparison would pin them to the example's values.
         torch._check(H * W == T, lambda: f'{fn}: patch_resolution (H, W) does not match the '
                                          'token count T')
-    elif H * W != T:
-        raise ValueError(f'{fn}: patch_resolution {tuple(patch_resolution)} does not match '
-                         f'the token count T={T}')
+        return H, W
+    if H < 1 or W < 1:
+        raise ValueError(f'{fn}: patch_resolution (H, W) must be positive, got {(H, W)}')
+    if H * W != T:
+        raise ValueError(f'{fn}: patch_resolution {(H, W)} does not match the token count: '
+                         f'H * W = {H * W}, but x has T = {T} tokens')
     return H, W
 
 
@@ -155,7 +186,19 @@ def token_shift_mix_torch(x: torch.Tensor, mix: torch.Tensor, *, patch_resolutio
                           shift_mode: str = 'q_shift', shift_pixel: int = 1,
                           channel_gamma: float = 0.25, num_heads: int = 1) -> torch.Tensor:
     """``[M, B, T, C]``: ``torch.lerp(shift(x), x, mix[m])`` for every row m of ``mix [M, C]``,
-    the unfused computation (a shift function, then one broadcast lerp)."""
+    the unfused computation (a shift function, then one broadcast lerp).
+
+    Range (swept against the float64 gather reference, tests/ops/test_token_shift.py,
+    ``test_torch_path_sweep``; every mode, |x| from 1e-30 to the dtype's maximum, mix in
+    [0, 1], [-0.3, 1.3] and [-10, 10], fp32 / fp64 / fp16 / bf16): the shift only moves
+    values, so the error is the lerp's rounding, at most ``3 eps * max|x| * max(1, max|mix|)``
+    of the dtype (measured 2.1 eps), wherever the result is representable in x's dtype and
+    ``x - shift(x)`` is representable in the math type (lerp computes in fp32 for fp16 /
+    bf16, else in x's dtype): i.e. while ``max|x| <= finfo(math type).max / 2``. Beyond that
+    (|x| > 1.7e38 in fp32 / bf16, 9e307 in fp64) the difference overflows and the result is
+    inf / NaN, as in the compiled kernels (the same formula). No check is made: activations
+    of a network are nowhere near these sizes.
+    """
     xx = SHIFT_FUNCS[shift_mode](x, shift_pixel, channel_gamma, patch_resolution,
                                  num_heads=num_heads)
     return torch.lerp(xx[None], x[None], mix[:, None, None, :])

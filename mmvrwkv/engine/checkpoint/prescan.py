@@ -1,0 +1,492 @@
+"""Sizes a checkpoint declares, checked against the file before ``torch.load`` allocates them.
+
+``torch.load`` allocates what the file *declares*: a storage of ``numel * element size`` bytes
+for every persistent id ``('storage', StorageType, key, location, numel[, view])`` of the
+pickle, before it reads the bytes (legacy format: a 900-byte file can ask for 1 GiB), and the
+uncompressed size of a zip record before it inflates it (a 1 MB deflated record becomes
+1 GiB). :func:`prescan_checkpoint` bounds all of it by the bytes the file really stores:
+
+- **zip format** (torch >= 1.6): every record is STORED (torch never compresses), lies inside
+  the file before the central directory and overlaps no other record; names are ASCII and
+  unique ignoring case (torch's miniz looks them up that way); the central directory is where
+  both Python's ``zipfile`` and miniz look for it. Each storage may declare at most the bytes
+  of its record ``data/<key>``.
+- **legacy format** (one pickle stream after another): every length inside the pickles fits
+  in the file, and the storages declared by the main pickle add up to at most the bytes that
+  follow the pickles.
+- **both**: no pickle-level allocation of a size the file states without storing it: the
+  globals ``builtins.bytearray`` and torch's quantized / sparse / nested / wrapper-subclass /
+  device-from-numpy or -cpu rebuild helpers (none of which mmengine checkpoints use) are
+  refused, and so is a call of a tensor class such as ``torch.Tensor(n)``. An opcode the
+  weights-only unpickler does not accept is refused too.
+
+The multiple is **1x**: nothing is allocated from the file beyond the bytes it stores, plus
+the fixed-size objects of the pickle itself (storages are never compressed, so a real file
+needs no more). A file that breaks a bound is refused with :class:`ResourceLimitError`, one
+whose lengths run past its end with :class:`CorruptCheckpointError`; both name the file and
+the record, key or global at fault.
+
+The pickles are decoded with ``pickletools.genops`` and a small symbolic stack (ints, strings,
+tuples, lists and global names are tracked, everything else is opaque); nothing from the file
+is imported or called.
+"""
+import io
+import pickletools
+import struct
+import tarfile
+import zipfile
+from typing import Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+
+from .errors import CorruptCheckpointError, ResourceLimitError, UnsafeCheckpointError
+
+#: Each storage may allocate at most this multiple of the bytes the file stores for it.
+MAX_SIZE_MULTIPLE = 1
+
+#: Globals of torch's default allow-list that allocate memory of a size the pickle states
+#: (or copy a tensor into another dtype/device); mmengine checkpoints never use them.
+ALLOCATING_GLOBALS = frozenset({
+    'builtins.bytearray',
+    'torch._utils._rebuild_qtensor',
+    'torch._utils._rebuild_sparse_tensor',
+    'torch._utils._rebuild_nested_tensor',
+    'torch._utils._rebuild_wrapper_subclass',
+    'torch._utils._rebuild_device_tensor_from_numpy',
+    'torch._utils._rebuild_device_tensor_from_cpu_tensor',
+})
+
+_REBUILD_FROM_TYPE = 'torch._tensor._rebuild_from_type_v2'
+_LONGEST_LINE = 1 << 16  # GLOBAL module/name lines (a real one is < 100 bytes)
+
+
+def prescan_checkpoint(file: BinaryIO, filename: str) -> None:
+    """Refuse ``file`` (an open, seekable binary file) if it declares more than it stores.
+
+    ``filename`` is only for messages. Leaves the file at offset 0.
+    """
+    size = file.seek(0, io.SEEK_END)
+    file.seek(0)
+    head = file.read(4)
+    file.seek(0)
+    try:
+        if head == b'PK\x03\x04':  # how torch.load tells the formats apart
+            _prescan_zip(file, size, filename)
+        else:
+            _prescan_legacy(file, size, filename)
+    finally:
+        file.seek(0)
+
+
+# ------------------------------------------------------------------------- zip format
+
+def _prescan_zip(file: BinaryIO, size: int, filename: str) -> None:
+    try:
+        archive = zipfile.ZipFile(file)
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
+            UnicodeDecodeError, struct.error) as err:
+        raise CorruptCheckpointError(
+            f'{filename}: not a readable checkpoint: its zip structure is damaged ({err}). '
+            'Use another copy, or an earlier checkpoint of the run.') from None
+    if not infos:
+        raise CorruptCheckpointError(f'{filename}: not a readable checkpoint: the zip archive '
+                                     'holds no records')
+    central = _central_directory_offset(file, size, filename)
+    if central != archive.start_dir:
+        raise CorruptCheckpointError(
+            f'{filename}: refused: the zip central directory is ambiguous (Python reads it at '
+            f'byte {archive.start_dir}, torch at byte {central}); torch never writes such files')
+    records: Dict[str, zipfile.ZipInfo] = {}
+    spans: List[Tuple[int, int, str]] = []
+    for info in infos:
+        name = info.filename
+        if not name.isascii() or name.lower() in records:
+            raise CorruptCheckpointError(
+                f'{filename}: refused: the zip record name {name!r} is '
+                f'{"not ASCII" if not name.isascii() else "there twice (ignoring case)"}; '
+                'torch would pick one of them by its own rules')
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise ResourceLimitError(
+                f'{filename}: refused: the zip record {name!r} is compressed (method '
+                f'{info.compress_type}, {info.compress_size} bytes stored for {info.file_size}); '
+                'torch writes every record uncompressed, and a compressed one can expand to any '
+                'size in memory')
+        if info.flag_bits & 0x1:
+            raise CorruptCheckpointError(f'{filename}: refused: the zip record {name!r} is '
+                                         'encrypted')
+        start = _record_data_start(file, info, filename)
+        end = start + info.file_size
+        if end > archive.start_dir:
+            raise ResourceLimitError(
+                f'{filename}: refused: the zip record {name!r} declares {info.file_size} bytes '
+                f'at byte {start}, but the records end at byte {archive.start_dir}; the file is '
+                'truncated or forged')
+        spans.append((info.header_offset, end, name))
+        records[name.lower()] = info
+    spans.sort()
+    for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
+        if begin < end:
+            raise ResourceLimitError(
+                f'{filename}: refused: the zip records {first!r} and {second!r} overlap (one '
+                'stored byte would be loaded twice); torch never writes such files')
+    first = infos[0].filename
+    if '/' not in first:
+        raise CorruptCheckpointError(f'{filename}: not a readable checkpoint: its first zip '
+                                     f'record {first!r} is not inside an archive folder')
+    prefix = first.split('/', 1)[0] + '/'
+    pickle_info = records.get((prefix + 'data.pkl').lower())
+    if pickle_info is None:
+        return  # torch refuses it (no data.pkl, or TorchScript) before allocating anything
+    file.seek(_record_data_start(file, pickle_info, filename))
+    data = file.read(pickle_info.file_size)
+
+    def check_storage(pid: 'StoragePid') -> None:
+        record = records.get(f'{prefix}data/{pid.key}'.lower())
+        if record is None:
+            raise ResourceLimitError(
+                f'{filename}: refused: storage {pid.key!r} ({pid.nbytes} bytes declared) has '
+                f'no record data/{pid.key} in the archive')
+        if pid.nbytes > MAX_SIZE_MULTIPLE * record.file_size:
+            raise ResourceLimitError(
+                f'{filename}: refused: storage {pid.key!r} declares {pid.numel} elements of '
+                f'{pid.dtype} ({pid.nbytes} bytes), but its record {record.filename!r} stores '
+                f'{record.file_size} bytes; a storage may not declare more than its record '
+                'stores')
+
+    _scan_pickle(_BoundedReader(io.BytesIO(data), len(data), filename, 'data.pkl'), filename,
+                 check_storage, legacy=False)
+
+
+def _central_directory_offset(file: BinaryIO, size: int, filename: str) -> int:
+    """Where the end-of-central-directory record says the central directory starts (as miniz
+    reads it: the last EOCD signature at or before ``size - 22``, and the zip64 end record
+    when a zip64 locator precedes it)."""
+    tail_len = min(size, 22 + 0xFFFF)
+    file.seek(size - tail_len)
+    tail = file.read(tail_len)
+    pos = tail.rfind(b'PK\x05\x06', 0, tail_len - 22 + 4)
+    if pos < 0:
+        raise CorruptCheckpointError(f'{filename}: not a readable checkpoint: no zip end '
+                                     'record')
+    offset = struct.unpack('<4s4H2LH', tail[pos:pos + 22])[6]
+    at = size - tail_len + pos  # the end record's offset in the file
+    file.seek(max(at - 20, 0))
+    locator = file.read(20) if at >= 20 else b''
+    if locator[:4] == b'PK\x06\x07':  # zip64 (torch always writes it): its values count
+        where = struct.unpack('<4sLQL', locator)[2]
+        file.seek(min(where, size))
+        record = file.read(56)
+        if len(record) != 56 or record[:4] != b'PK\x06\x06':
+            raise CorruptCheckpointError(f'{filename}: not a readable checkpoint: the zip64 '
+                                         'end record is damaged')
+        offset = struct.unpack('<4sQ2H2L4Q', record)[-1]
+    return offset
+
+
+def _record_data_start(file: BinaryIO, info: zipfile.ZipInfo, filename: str) -> int:
+    """First data byte of a record, from its local header (which must say STORED too)."""
+    header = b''
+    if 0 <= info.header_offset <= file.seek(0, io.SEEK_END) - 30:
+        file.seek(info.header_offset)
+        header = file.read(30)
+    if len(header) != 30 or header[:4] != b'PK\x03\x04':
+        raise CorruptCheckpointError(f'{filename}: not a readable checkpoint: the zip record '
+                                     f'{info.filename!r} has no local header')
+    method, = struct.unpack('<H', header[8:10])
+    name_len, extra_len = struct.unpack('<HH', header[26:30])
+    if method != zipfile.ZIP_STORED:
+        raise ResourceLimitError(
+            f'{filename}: refused: the zip record {info.filename!r} is compressed (method '
+            f'{method} in its local header); torch writes every record uncompressed')
+    return info.header_offset + 30 + name_len + extra_len
+
+
+# ------------------------------------------------------------------------- legacy format
+
+def _prescan_legacy(file: BinaryIO, size: int, filename: str) -> None:
+    # torch first tries the tar format of torch < 0.4: a file that starts with a valid tar
+    # header has its headers read by ``tarfile`` (a pax header can ask for any size), and is
+    # then refused under weights_only anyway. Refuse it here, before that.
+    file.seek(0)
+    head = file.read(512)
+    if len(head) == 512:
+        try:
+            tarfile.TarInfo.frombuf(head, tarfile.ENCODING, 'surrogateescape')
+        except (tarfile.TarError, ValueError, UnicodeError, OverflowError):
+            pass
+        else:
+            raise CorruptCheckpointError(
+                f'{filename}: refused: it is a tar archive (the checkpoint format of torch < '
+                '0.4), which the weights-only loader does not read; load it once with a trusted '
+                'torch < 2.6 and save it again')
+    file.seek(0)
+    reader = _BoundedReader(file, size, filename, 'the legacy pickles')
+    declared: Dict[Any, 'StoragePid'] = {}
+
+    def check_storage(pid: 'StoragePid') -> None:
+        declared.setdefault(pid.key, pid)  # torch allocates each root storage once
+
+    # magic number, protocol version, system info, the checkpoint, the storage keys
+    for index in range(5):
+        _scan_pickle(reader, filename, check_storage, legacy=True, main=index == 3)
+    stored = size - reader.tell()
+    total = sum(pid.nbytes for pid in declared.values())
+    if total > MAX_SIZE_MULTIPLE * stored:
+        largest = max(declared.values(), key=lambda p: p.nbytes)
+        raise ResourceLimitError(
+            f'{filename}: refused: its storages declare {total} bytes in all (storage '
+            f'{largest.key!r}: {largest.numel} elements of {largest.dtype}), but only {stored} '
+            'bytes of tensor data follow the pickles; torch would allocate the declared size '
+            'before reading')
+
+
+# ------------------------------------------------------------------------- pickles
+
+class StoragePid(NamedTuple):
+    """A decoded persistent id: the storage ``key`` and what it declares."""
+    key: str
+    dtype: torch.dtype
+    numel: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * torch._utils._element_size(self.dtype)
+
+
+class _Global(NamedTuple):
+    name: str
+
+
+class _Opaque:
+    """A value the scan does not track (dicts, call results, tensors)."""
+
+
+_OPAQUE = _Opaque()
+
+
+class _BoundedReader:
+    """``read``/``readline`` over ``file`` that refuse lengths past its end (instead of
+    allocating them, as a plain file's ``read(n)`` does)."""
+
+    def __init__(self, file: BinaryIO, size: int, filename: str, what: str) -> None:
+        self.file, self.size, self.filename, self.what = file, size, filename, what
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.file.tell()
+        if n is None or n < 0:
+            n = max(self.size - pos, 0)
+        if n > self.size - pos:
+            raise CorruptCheckpointError(
+                f'{self.filename}: not a readable checkpoint: a {n}-byte value is declared at '
+                f'byte {pos} of {self.what}, but only {self.size - pos} bytes follow (the file '
+                'is truncated or damaged)')
+        return self.file.read(n)
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self.file.readline(_LONGEST_LINE)
+
+
+#: Opcodes of torch's weights-only unpickler (and the few protocol-4 ones that only push).
+_PUSH_CONSTANT = {'NONE': None, 'NEWTRUE': True, 'NEWFALSE': False, 'EMPTY_TUPLE': ()}
+_PUSH_ARG = {'BININT', 'BININT1', 'BININT2', 'LONG1', 'BINFLOAT', 'BINUNICODE',
+             'SHORT_BINUNICODE', 'SHORT_BINSTRING'}
+
+
+def _scan_pickle(reader: _BoundedReader, filename: str,
+                 check_storage: Callable[[StoragePid], None], *, legacy: bool,
+                 main: bool = True) -> None:
+    """Walk one pickle (up to its STOP) symbolically; call ``check_storage`` per storage id."""
+    stack: List[Any] = []
+    marks: List[List[Any]] = []
+    memo: Dict[int, Any] = {}
+
+    def corrupt(why: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f'{filename}: not a readable checkpoint: {why} in '
+                                      f'{reader.what} (the file is truncated or damaged)')
+
+    def pop() -> Any:
+        if not stack:
+            raise corrupt('a pickle opcode finds an empty stack')
+        return stack.pop()
+
+    def pop_mark() -> List[Any]:
+        nonlocal stack
+        if not marks:
+            raise corrupt('a pickle opcode finds no MARK')
+        items, stack = stack, marks.pop()
+        return items
+
+    ops = pickletools.genops(reader)
+    while True:
+        try:
+            opcode, arg, pos = next(ops)
+        except StopIteration:
+            raise corrupt('a pickle ends without STOP') from None
+        except CorruptCheckpointError:
+            raise
+        except (ValueError, UnicodeDecodeError, struct.error, OverflowError, EOFError) as err:
+            raise corrupt(f'an undecodable pickle opcode ({err})') from None
+        name = opcode.name
+        if name in _PUSH_CONSTANT:
+            stack.append(_PUSH_CONSTANT[name])
+        elif name in _PUSH_ARG:
+            stack.append(arg)
+        elif name == 'EMPTY_LIST':
+            stack.append([])
+        elif name in ('EMPTY_DICT', 'EMPTY_SET'):
+            stack.append(_OPAQUE)
+        elif name in ('GLOBAL', 'STACK_GLOBAL'):
+            if name == 'GLOBAL':
+                module, _, attr = arg.partition(' ')
+            else:
+                attr, module = pop(), pop()
+            stack.append(_Global(_global_name(module, attr)))
+            if stack[-1].name in ALLOCATING_GLOBALS:
+                raise ResourceLimitError(
+                    f'{filename}: refused: the pickle uses {stack[-1].name}, which allocates '
+                    'memory of a size the file states without storing it (mmengine '
+                    'checkpoints never use it)')
+        elif name == 'MARK':
+            marks.append(stack)
+            stack = []
+        elif name == 'TUPLE':
+            items = pop_mark()  # (rebinds ``stack``: pop first, then push)
+            stack.append(tuple(items))
+        elif name in ('TUPLE1', 'TUPLE2', 'TUPLE3'):
+            n = int(name[-1])
+            items = [pop() for _ in range(n)][::-1]
+            stack.append(tuple(items))
+        elif name == 'APPEND':
+            item = pop()
+            if stack and isinstance(stack[-1], list):
+                stack[-1].append(item)
+        elif name == 'APPENDS':
+            items = pop_mark()
+            if stack and isinstance(stack[-1], list):
+                stack[-1].extend(items)
+        elif name == 'SETITEM':
+            pop(), pop()
+            if not stack:
+                raise corrupt('SETITEM finds no dict')
+        elif name == 'SETITEMS':
+            pop_mark()
+            if not stack:
+                raise corrupt('SETITEMS finds no dict')
+        elif name == 'BUILD':
+            pop()
+            if not stack:
+                raise corrupt('BUILD finds no object')
+        elif name in ('REDUCE', 'NEWOBJ'):
+            args, func = pop(), pop()
+            _check_call(func, args, filename)
+            stack.append(_OPAQUE)
+        elif name == 'BINPERSID':
+            pid = pop()
+            decoded = _decode_pid(pid, filename, legacy)
+            if main:
+                check_storage(decoded)
+            stack.append(_OPAQUE)
+        elif name in ('BINPUT', 'LONG_BINPUT', 'MEMOIZE'):
+            if not stack:
+                raise corrupt('a memo opcode finds an empty stack')
+            memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1]
+        elif name in ('BINGET', 'LONG_BINGET'):
+            if arg not in memo:
+                raise corrupt(f'the pickle reads memo entry {arg}, which it never wrote')
+            stack.append(memo[arg])
+        elif name == 'PROTO':
+            pass
+        elif name == 'STOP':
+            return
+        else:
+            raise UnsafeCheckpointError(
+                f'{filename}: refused to load: the pickle uses the opcode {name} (byte '
+                f'{pos}), which the weights-only unpickler does not allow')
+
+
+def _global_name(module: Any, attr: Any) -> str:
+    """``module.attr`` as torch's weights-only unpickler names it (Python 2 names mapped)."""
+    from torch._utils import IMPORT_MAPPING, NAME_MAPPING
+    if not isinstance(module, str) or not isinstance(attr, str):
+        return '?'
+    if (module, attr) in NAME_MAPPING:
+        module, attr = NAME_MAPPING[(module, attr)]
+    elif module in IMPORT_MAPPING:
+        module = IMPORT_MAPPING[module]
+    return f'{module}.{attr}'
+
+
+def _tensor_class_names() -> frozenset:
+    names = {'torch.Tensor'}
+    names.update(f'{c.__module__}.{c.__name__}' for c in torch._tensor_classes)
+    return frozenset(names)
+
+
+def _check_call(func: Any, args: Any, filename: str) -> None:
+    """Refuse calls that allocate what the pickle states: a tensor class called directly, or
+    through ``_rebuild_from_type_v2(func, type, args, state)``."""
+    callee = func
+    if (isinstance(func, _Global) and func.name == _REBUILD_FROM_TYPE
+            and isinstance(args, tuple) and args):
+        callee = args[0]
+    if isinstance(callee, _Global) and callee.name in _tensor_class_names():
+        raise ResourceLimitError(
+            f'{filename}: refused: the pickle calls {callee.name}(...), which allocates a '
+            'tensor of a size the file states without storing it (torch.save never writes '
+            'such a call)')
+
+
+def _decode_pid(pid: Any, filename: str, legacy: bool) -> StoragePid:
+    """``('storage', StorageType, key, location, numel)`` (legacy: ``+ (view_metadata,)``)."""
+    def undecodable(why: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f'{filename}: refused: the persistent id {_describe(pid)} is not a storage '
+            f'reference as torch writes it ({why})')
+
+    width = 6 if legacy else 5
+    if not isinstance(pid, tuple) or len(pid) != width:
+        raise undecodable(f'expected a tuple of {width} items')
+    typename, storage_type, key, location, numel = pid[:5]
+    if typename not in ('storage', b'storage'):
+        raise undecodable('the first item is not "storage"')
+    dtype = _storage_dtype(storage_type)
+    if dtype is None:
+        raise undecodable(f'{_describe(storage_type)} is not a torch storage type')
+    if not isinstance(key, str) or not isinstance(location, (str, bytes)):
+        raise undecodable('the key or the location is not a string')
+    if type(numel) is not int or numel < 0:
+        raise undecodable(f'the element count {_describe(numel)} is not a non-negative int')
+    if legacy:
+        view = pid[5]
+        if view is not None and not (isinstance(view, tuple) and len(view) == 3
+                                     and isinstance(view[0], str)
+                                     and all(type(v) is int and v >= 0 for v in view[1:])):
+            raise undecodable('the view metadata is neither None nor (key, offset, size)')
+    return StoragePid(key, dtype, numel)
+
+
+def _storage_dtype(storage_type: Any) -> Optional[torch.dtype]:
+    """The dtype of a storage global as torch's weights-only unpickler resolves it."""
+    if not isinstance(storage_type, _Global):
+        return None
+    from torch._weights_only_unpickler import _get_allowed_globals
+    obj = _get_allowed_globals().get(storage_type.name)
+    if obj is torch.UntypedStorage:
+        return torch.uint8
+    if isinstance(obj, torch.serialization.StorageType):
+        return obj.dtype
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, _Global):
+        return value.name
+    if value is _OPAQUE:
+        return '<a computed value>'
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + '...'
+
