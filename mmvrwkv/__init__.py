@@ -6,11 +6,9 @@ from importlib.util import find_spec as _find_spec
 if _find_spec('mmengine') is not None:  # importing mmvrwkv registers its models
     from . import models  # noqa: F401  (mmvrwkv.ops alone still needs only torch)
     # ... and makes every mmengine checkpoint load (load_from, resume, Pretrained init,
-    # the upstream inferencers) go through the safe loader, with the narrow allow-list
-    # also on torch's own list for code that calls torch.load directly.
-    from .engine import allow_mmengine_checkpoints as _allow, register_checkpoint_loaders
+    # the upstream inferencers, every CheckpointLoader scheme) go through the safe loader.
+    from .engine import register_checkpoint_loaders
     register_checkpoint_loaders()
-    _allow()
     # ... and makes upstream callers strict: inferencers with model=None refuse (their config
     # text would run as code), get_model / inferencers / Pretrained init refuse mismatches.
     from .engine.checkpoint.upstream import install_upstream_patches

@@ -144,6 +144,27 @@ def test_official_layouts_pass(tmp_path):
     validate_checkpoint(small_checkpoint(message_hub=hub), 'F.pth')
 
 
+def test_runner_checkpoint_has_exactly_its_sections(real_checkpoint):
+    """A Runner checkpoint (message_hub / param_schedulers) with a section renamed, e.g. by a
+    damaged memoised key string (fuzz cases 'meta' -> 'metameta...', 'param_schedulers' ->
+    'param_schdulers'), or missing, is refused: mmengine would ignore the unknown key and
+    resume without that state, and without meta there is no digest to notice."""
+    ckpt = load_checkpoint_file(real_checkpoint)
+    validate_checkpoint(ckpt, 'F.pth')
+    renamed = dict(ckpt)
+    renamed['param_schdulers'] = renamed.pop('param_schedulers')
+    refused_object(renamed, "param_schdulers is not a section of mmengine's Runner")
+    without_meta = dict(ckpt)
+    without_meta['metameta'] = without_meta.pop('meta')
+    refused_object(without_meta, 'metameta is not a section')
+    del without_meta['metameta']
+    refused_object(without_meta, 'meta is missing: a Runner checkpoint always has')
+    hub_only = {'message_hub': ckpt['message_hub'], 'state_dict': ckpt['state_dict']}
+    refused_object(hub_only, 'meta is missing')
+    # mmcv 1.x files (meta / state_dict / optimizer) and other layouts keep their own keys
+    validate_checkpoint({'state_dict': ckpt['state_dict'], 'author': 'x'}, 'F.pth')
+
+
 # ----------------------------------------------------------------------------- containers
 
 def test_meta_that_is_not_a_dict(tmp_path):
@@ -219,7 +240,8 @@ def test_scheduler_state_cannot_replace_attributes():
                        f"param_schedulers[0][{key!r}] would replace")
     refused_object(small_checkpoint(param_schedulers={'x': ({'last_step': 1},)}),
                    "param_schedulers['x'] is a tuple, not a list")
-    validate_checkpoint(small_checkpoint(param_schedulers={'x': [{'last_step': 1}]}), 'F.pth')
+    validate_checkpoint(small_checkpoint(param_schedulers={'x': [{'last_step': 1}]},
+                                         message_hub={}), 'F.pth')
 
 
 # ----------------------------------------------------------------------------- limits

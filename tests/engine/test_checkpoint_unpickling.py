@@ -22,6 +22,7 @@ import builtins
 import functools
 import io
 import pickle
+import re
 import struct
 import zipfile
 import zlib
@@ -39,7 +40,7 @@ from payloads_unpickling import (PAYLOADS, NewObj, Reduce, StoragePid, deflated,
 
 from mmvrwkv.engine.checkpoint import (CheckpointError, CheckpointStructureError,
                                        CorruptCheckpointError, ResourceLimitError,
-                                       UnsafeCheckpointError, allow_mmengine_checkpoints,
+                                       UnsafeCheckpointError,
                                        load_checkpoint_file, mmengine_safe_globals)
 from mmvrwkv.engine.checkpoint import unpickling
 
@@ -361,7 +362,6 @@ def test_refuses_to_load_when_real_getattr_is_allowed(tmp_path, real_checkpoint)
 
 def test_stand_ins_are_on_torchs_list_only_while_loading(real_checkpoint):
     before = torch.serialization.get_safe_globals()
-    allow_mmengine_checkpoints()  # a no-op now
     load_checkpoint_file(real_checkpoint)
     assert set(torch.serialization.get_safe_globals()) == set(before)
     with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
@@ -561,6 +561,26 @@ def test_undecodable_persistent_id_is_refused(tmp_path):
         Pickler(buf, protocol=2).dump({'meta': StoragePid('0', numel, False)})
         pickle_checkpoint(tmp_path / 'pid.pth', buf.getvalue())
         refused(tmp_path / 'pid.pth', CorruptCheckpointError, match='persistent id')
+
+
+def test_prescan_refuses_lookups_and_ids_before_torch_runs_them(tmp_path):
+    """A getattr other than HistoryBuffer's methods, and a persistent id that is not a storage
+    (torch hands its first item to ``_maybe_decode_ascii``), are refused by the scan."""
+    from mmvrwkv.engine.checkpoint.prescan import prescan_checkpoint
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return (obj.key,) if isinstance(obj, StoragePid) else None
+    cases = {'refused getattr(torch.serialization._get_layout': pickle.dumps(
+        {'x': Reduce(getattr, (torch.serialization._get_layout, '__globals__'))}, protocol=2)}
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump({'meta': StoragePid("open('x') or 'storage'", 0, False)})
+    cases['is not a storage reference'] = buf.getvalue()
+    for match, data in cases.items():
+        pickle_checkpoint(tmp_path / 'x.pth', data)
+        with open(tmp_path / 'x.pth', 'rb') as f, pytest.raises(UnsafeCheckpointError,
+                                                                match=re.escape(match)):
+            prescan_checkpoint(f, str(tmp_path / 'x.pth'))
 
 
 def test_real_checkpoint_passes_the_prescan(real_checkpoint, tmp_path):

@@ -285,12 +285,13 @@ def test_torch_path_exact_for_any_scale_of_r_k_v(scale):
     assert rel_err(y, bi_wkv6_reference(r, k, v, w, u)) < SWEEP_TOL[F32]
 
 
+@pytest.mark.parametrize('backend', BACKENDS)
 @pytest.mark.parametrize('dtype', [F32, F64], ids=['fp32', 'fp64'])
-def test_torch_path_infinite_and_huge_w(dtype):
-    """Path: 'torch' with w = +inf, 1e30 (decay 0), -inf, -1e30 (decay 1) among ordinary
-    values: finite values and gradients equal to those of finite stand-ins with the same
-    decays (w = 50: exactly 0 in fp64 too; w = -60: 1 - 1e-26), where the gradient of w is 0.
-    (The compiled fp32 kernels give gw = -exp(w) d = -inf * 0 = NaN from w > 88.7 on.)"""
+def test_infinite_and_huge_w(dtype, backend):
+    """Paths: 'cpu' / 'torch' with w = +inf, 1e30 (decay 0), -inf, -1e30 (decay 1) among
+    ordinary values: finite values and gradients equal to those of finite stand-ins with the
+    same decays (w = 50: exactly 0 in fp64 too; w = -60: 1 - 1e-26), where the gradient of w
+    is 0. (Both clamp w at 30 before exp(w); without it gw = -exp(w) d = -inf * 0 = NaN.)"""
     r, k, v, w, u, gy = w_sweep_inputs(40, 1, 3, (-4.0, 2.0), 'uniform', seed=5)
     special = {(0, 2): math.inf, (5, 0): 1e30, (11, 1): -math.inf, (20, 2): -1e30,
                (33, 0): math.inf}
@@ -299,10 +300,11 @@ def test_torch_path_infinite_and_huge_w(dtype):
         w[0, t, c] = value
         w_stand_in[0, t, c] = 50.0 if value > 0 else -60.0
     y_ref, g_ref = forward_backward(bi_wkv6_reference, r, k, v, w_stand_in, u, grad=gy)
-    y, grads = forward_backward(functools.partial(bi_wkv6, backend='torch'),
+    y, grads = forward_backward(functools.partial(bi_wkv6, backend=backend),
                                 *(x.to(dtype) for x in (r, k, v, w, u)), grad=gy.to(dtype))
     assert torch.isfinite(y).all() and all(torch.isfinite(g).all() for g in grads)
-    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), SWEEP_TOL[dtype], f'torch inf {dtype}')
+    assert_errors(errors(y, grads, y_ref, g_ref, NAMES), SWEEP_TOL[dtype],
+                  f'{backend} inf {dtype}')
     for (t, c) in special:
         assert grads[3][0, t, c] == 0
 

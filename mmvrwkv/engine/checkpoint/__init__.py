@@ -1,28 +1,37 @@
 """Checkpoint I/O that never runs code from a file and never loses or hides damage.
 
-``loading`` (weights-only loading with a narrow allow-list, clear errors), ``digest``
-(content digest in ``meta``), ``atomic`` (crash-safe writes), ``matching`` (keys and shapes
-against a model). The guarantees and their tests: ``README.md`` in this folder.
+One gate, :func:`load_checkpoint_file`, which every mmengine scheme (``schemes``) and every
+upstream caller (``upstream``) goes through: ``prescan`` (sizes against the file),
+``unpickling`` (weights-only, narrow stand-ins), ``structure`` (the shape mmengine writes),
+``digest`` (content digest in ``meta``), ``config_text`` (no executable text leaves),
+``hook_state`` (no restored path outside the run). Writing: ``atomic`` (crash-safe files);
+``matching`` (keys and shapes against a model). The guarantees and their tests: ``README.md``
+in this folder.
 """
 from .atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from .config_text import literal_gpu_ids, neutralise_config_texts, neutralise_meta_config
-from .errors import (CheckpointDigestError, CheckpointError, CorruptCheckpointError,
+from .digest import (CHECKPOINT_DIGEST_KEY, DIGEST_KEY, add_digest, checkpoint_digest,
+                     state_dict_digest, verify_digest)
+from .errors import (CheckpointConfigError, CheckpointDigestError, CheckpointError,
+                     CheckpointStructureError, CorruptCheckpointError, DownloadHashError,
                      ResourceLimitError, UnsafeCheckpointError)
-from .digest import DIGEST_KEY, add_digest, state_dict_digest, verify_digest
-from .loading import allow_mmengine_checkpoints, load_checkpoint_file, mmengine_safe_globals
-from .schemes import register_checkpoint_loaders
+from .hook_state import drop_foreign_paths
+from .loading import load_checkpoint_file, mmengine_safe_globals
 from .matching import StateDictMismatch, compare_state_dict, revise_keys, short_list
-from .digest import CHECKPOINT_DIGEST_KEY, checkpoint_digest
-from .errors import CheckpointStructureError
+from .schemes import gated_loader, register_checkpoint_loaders, register_gated_scheme
 from .structure import validate_checkpoint
+from .upstream import allow_partial_loading, install_upstream_patches
 
 __all__ = [
     'atomic_path', 'atomic_write_text', 'remove_stale_temporaries',
-    'DIGEST_KEY', 'CheckpointDigestError', 'add_digest', 'state_dict_digest', 'verify_digest',
-    'CheckpointError', 'CorruptCheckpointError', 'ResourceLimitError', 'UnsafeCheckpointError',
-    'allow_mmengine_checkpoints', 'literal_gpu_ids', 'load_checkpoint_file', 'neutralise_config_texts',
-    'mmengine_safe_globals', 'neutralise_meta_config', 'register_checkpoint_loaders',
+    'literal_gpu_ids', 'neutralise_config_texts', 'neutralise_meta_config',
+    'CHECKPOINT_DIGEST_KEY', 'DIGEST_KEY', 'add_digest', 'checkpoint_digest',
+    'state_dict_digest', 'verify_digest',
+    'CheckpointConfigError', 'CheckpointDigestError', 'CheckpointError',
+    'CheckpointStructureError', 'CorruptCheckpointError', 'DownloadHashError',
+    'ResourceLimitError', 'UnsafeCheckpointError',
+    'drop_foreign_paths', 'load_checkpoint_file', 'mmengine_safe_globals',
     'StateDictMismatch', 'compare_state_dict', 'revise_keys', 'short_list',
-    'CHECKPOINT_DIGEST_KEY', 'checkpoint_digest', 'CheckpointStructureError',
-    'validate_checkpoint',
+    'gated_loader', 'register_checkpoint_loaders', 'register_gated_scheme',
+    'validate_checkpoint', 'allow_partial_loading', 'install_upstream_patches',
 ]

@@ -26,3 +26,12 @@ class CheckpointStructureError(CheckpointError):
 class ResourceLimitError(CheckpointError):
     """The file declares more memory than it stores (a compressed record, a storage larger than
     its bytes, a pickle-level allocation): loading it would allocate the declared size."""
+
+
+class DownloadHashError(CheckpointDigestError):
+    """A download whose SHA-256 is not the one its URL, metafile or caller records."""
+
+
+class CheckpointConfigError(CheckpointError):
+    """A caller would build the model from the config text stored in a checkpoint (that text
+    would run as Python); the message says to pass the config instead."""

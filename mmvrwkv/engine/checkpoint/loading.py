@@ -38,22 +38,7 @@ from .structure import validate_checkpoint
 from .unpickling import (StandInRefusal, mmengine_safe_globals, resolve_stand_ins,
                          stand_ins_registered)
 
-__all__ = ['allow_mmengine_checkpoints', 'load_checkpoint_file', 'mmengine_safe_globals']
-
-
-# ------------------------------------------------------------------------- allow-list
-
-def allow_mmengine_checkpoints() -> None:
-    """Kept for compatibility; does nothing any more (torch's list is left alone).
-
-    mmvrwkv used to put the real numpy and HistoryBuffer classes on torch's process-wide
-    weights-only allow-list here; with them a file could forge numpy dtypes (memory
-    corruption). The narrow stand-ins of :mod:`.unpickling` now replace them, only while
-    :func:`load_checkpoint_file` runs: on torch's list for good, they would hand stand-in
-    objects to every other ``torch.load`` caller. Code that loads an mmengine checkpoint with
-    ``torch.load`` itself should call :func:`load_checkpoint_file` (torch alone refuses such
-    a file: ``HistoryBuffer`` and numpy are not on its list).
-    """
+__all__ = ['load_checkpoint_file', 'mmengine_safe_globals']
 
 
 # ------------------------------------------------------------------------- loading

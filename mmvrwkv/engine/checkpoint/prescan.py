@@ -19,6 +19,10 @@ uncompressed size of a zip record before it inflates it (a 1 MB deflated record 
   device-from-numpy or -cpu rebuild helpers (none of which mmengine checkpoints use) are
   refused, and so is a call of a tensor class such as ``torch.Tensor(n)``. An opcode the
   weights-only unpickler does not accept is refused too.
+- and, because the scan sees the whole pickle before torch runs any of it: a persistent id
+  that is not a storage reference (torch passes its first item to a function before checking
+  it) and any ``getattr`` other than mmengine's ``getattr(HistoryBuffer, 'mean')`` & co. (the
+  stand-ins of :mod:`.unpickling` refuse them as well, but only when torch gets there).
 
 The multiple is **1x**: nothing is allocated from the file beyond the bytes it stores, plus
 the fixed-size objects of the pickle itself (storages are never compressed, so a real file
@@ -40,6 +44,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tu
 import torch
 
 from .errors import CorruptCheckpointError, ResourceLimitError, UnsafeCheckpointError
+from .unpickling import HISTORY_BUFFER_METHODS
 
 #: Each storage may allocate at most this multiple of the bytes the file stores for it.
 MAX_SIZE_MULTIPLE = 1
@@ -57,6 +62,7 @@ ALLOCATING_GLOBALS = frozenset({
 })
 
 _REBUILD_FROM_TYPE = 'torch._tensor._rebuild_from_type_v2'
+_HISTORY_BUFFER = 'mmengine.logging.history_buffer.HistoryBuffer'
 _LONGEST_LINE = 1 << 16  # GLOBAL module/name lines (a real one is < 100 bytes)
 
 
@@ -428,16 +434,31 @@ def _tensor_class_names() -> frozenset:
 
 def _check_call(func: Any, args: Any, filename: str) -> None:
     """Refuse calls that allocate what the pickle states: a tensor class called directly, or
-    through ``_rebuild_from_type_v2(func, type, args, state)``."""
+    through ``_rebuild_from_type_v2(func, type, args, state)``; and any ``getattr`` but
+    mmengine's ``getattr(HistoryBuffer, <statistics method>)`` (the stand-in refuses it too,
+    but only when the unpickler gets there)."""
     callee = func
     if (isinstance(func, _Global) and func.name == _REBUILD_FROM_TYPE
             and isinstance(args, tuple) and args):
-        callee = args[0]
-    if isinstance(callee, _Global) and callee.name in _tensor_class_names():
+        callee, args = args[0], args[2] if len(args) > 2 else None
+    if not isinstance(callee, _Global):
+        return
+    if callee.name in _tensor_class_names():
         raise ResourceLimitError(
             f'{filename}: refused: the pickle calls {callee.name}(...), which allocates a '
             'tensor of a size the file states without storing it (torch.save never writes '
             'such a call)')
+    if callee.name == 'builtins.getattr':
+        ok = (isinstance(args, tuple) and len(args) == 2
+              and isinstance(args[0], _Global) and args[0].name == _HISTORY_BUFFER
+              and type(args[1]) is str and args[1] in HISTORY_BUFFER_METHODS)
+        if not ok:
+            what = (', '.join(map(_describe, args)) if isinstance(args, tuple)
+                    else _describe(args))
+            raise UnsafeCheckpointError(
+                f'{filename}: refused to load: refused getattr({what}): the only attribute '
+                "look-ups a checkpoint may make are mmengine HistoryBuffer's statistics "
+                f'methods ({", ".join(HISTORY_BUFFER_METHODS)})')
 
 
 def _decode_pid(pid: Any, filename: str, legacy: bool) -> StoragePid:
@@ -448,11 +469,14 @@ def _decode_pid(pid: Any, filename: str, legacy: bool) -> StoragePid:
             f'reference as torch writes it ({why})')
 
     width = 6 if legacy else 5
-    if not isinstance(pid, tuple) or len(pid) != width:
+    if not isinstance(pid, tuple) or not pid or pid[0] not in ('storage', b'storage'):
+        # torch hands the first item to a function before it checks it
+        raise UnsafeCheckpointError(
+            f'{filename}: refused to load: the persistent id {_describe(pid)} is not a '
+            "storage reference (('storage', ...)), the only kind torch loads")
+    if len(pid) != width:
         raise undecodable(f'expected a tuple of {width} items')
-    typename, storage_type, key, location, numel = pid[:5]
-    if typename not in ('storage', b'storage'):
-        raise undecodable('the first item is not "storage"')
+    _, storage_type, key, location, numel = pid[:5]
     dtype = _storage_dtype(storage_type)
     if dtype is None:
         raise undecodable(f'{_describe(storage_type)} is not a torch storage type')

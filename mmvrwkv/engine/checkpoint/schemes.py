@@ -68,7 +68,7 @@ from urllib.parse import urlparse
 import torch
 
 from .atomic import atomic_write_text, fsync_dir
-from .errors import CheckpointDigestError, CheckpointError
+from .errors import CheckpointError, DownloadHashError
 from .loading import load_checkpoint_file
 
 Prefixes = Union[str, Sequence[str]]
@@ -80,10 +80,6 @@ Fetch = Callable[[str, str], str]
 _GATED = '_mmvrwkv_gated'
 #: Attribute that marks the wrapped ``CheckpointLoader.load_checkpoint``.
 _GUARD = '_mmvrwkv_dispatch_guard'
-
-
-class DownloadHashError(CheckpointDigestError):
-    """A download whose SHA-256 is not the one its URL, metafile or caller records."""
 
 
 # ----------------------------------------------------------------------------- the gate

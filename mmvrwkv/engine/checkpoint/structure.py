@@ -28,6 +28,8 @@ What is accepted (everything mmengine 0.10, mmcv 1.x and the official releases w
   its three attributes, or plain values, which mmengine skips), ``runtime_info`` (``str`` to
   plain values) and ``resumed_keys`` (``str`` to ``bool``);
 - ``optimizer``: a dict of plain values (torch's and mmengine's optimizer state dicts);
+- a checkpoint with ``message_hub`` or ``param_schedulers`` (only a Runner writes them) has
+  ``meta``, ``state_dict`` and ``message_hub`` and no section but the Runner's and EMAHook's;
 - ``param_schedulers``: a list of scheduler state dicts, or a dict of ``str`` to such lists.
   ``load_state_dict`` of a scheduler is ``__dict__.update``, so a state may not name
   ``optimizer``, a dunder or a scheduler method.
@@ -40,7 +42,7 @@ neither this walk nor the digest's can be made to run for hours by a small file.
 import functools
 import keyword
 from collections import OrderedDict
-from typing import Any, Callable, FrozenSet, NoReturn, Sequence, Set, Tuple
+from typing import Any, Callable, FrozenSet, Mapping, NoReturn, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -64,6 +66,13 @@ _MAPPINGS = frozenset({dict, OrderedDict})
 _TENSOR_TYPES = frozenset({torch.Tensor, torch.nn.Parameter})
 _PLAIN_NUMPY_KINDS = 'biufc'
 _MESSAGE_HUB_KEYS = ('log_scalars', 'runtime_info', 'resumed_keys')
+#: The sections mmengine's Runner (and FlexibleRunner) and EMAHook write ...
+_RUNNER_SECTIONS = frozenset({'meta', 'state_dict', 'message_hub', 'optimizer',
+                              'param_schedulers', 'ema_state_dict'})
+#: ... which of them only a Runner writes (an mmcv 1.x file has meta/state_dict/optimizer) ...
+_RUNNER_ONLY_SECTIONS = ('message_hub', 'param_schedulers')
+#: ... and which it always writes.
+_RUNNER_REQUIRED = ('meta', 'state_dict', 'message_hub')
 _HISTORY_BUFFER_ATTRS = frozenset({'max_length', '_log_history', '_count_history'})
 _EXTRA_STATE_SUFFIX = '_extra_state'  # torch.nn.modules.module._EXTRA_STATE_KEY_SUFFIX
 
@@ -276,6 +285,21 @@ class _Checker:
         if type(checkpoint) not in _MAPPINGS:
             self.fail((), f'is {_a(checkpoint)}, not a dict')
         self.mapping(checkpoint, (), self.section, str_keys=True)
+        if any(key in checkpoint for key in _RUNNER_ONLY_SECTIONS):
+            self.runner_sections(checkpoint)
+
+    def runner_sections(self, checkpoint: Mapping) -> None:
+        """A Runner's training checkpoint holds exactly its sections. A renamed or missing one
+        (e.g. a damaged memoised key string) would load as an unknown key that mmengine
+        ignores, silently dropping that state, and a missing ``meta`` hides the digest."""
+        unknown = sorted(key for key in checkpoint if key not in _RUNNER_SECTIONS)
+        if unknown:
+            self.fail((unknown[0],), "is not a section of mmengine's Runner checkpoints ("
+                      + ', '.join(sorted(_RUNNER_SECTIONS)) + ')')
+        missing = [key for key in _RUNNER_REQUIRED if key not in checkpoint]
+        if missing:
+            self.fail((missing[0],), 'is missing: a Runner checkpoint always has '
+                      + ', '.join(_RUNNER_REQUIRED))
 
     def section(self, value: Any, path: Tuple) -> None:
         checks = {'meta': self.meta, 'state_dict': self.state_dict,

@@ -296,8 +296,10 @@ class _HistoryBufferStandIn(_StandIn):
         for name, method in methods.items():
             if not (name in HISTORY_BUFFER_METHODS and isinstance(method, _HistoryBufferMethod)
                     and method.name == name):
+                shown = (repr(method) if isinstance(method, _HistoryBufferMethod)
+                         else _describe(method))
                 raise StandInRefusal(
-                    f'HistoryBuffer: statistics method {name!r} is {_short.repr(method)}; a '
+                    f'HistoryBuffer: statistics method {name!r} is {shown}; a '
                     "checkpoint may only name mmengine's own "
                     f'({", ".join(HISTORY_BUFFER_METHODS)}) as getattr(HistoryBuffer, name)')
         buffer = HistoryBuffer.__new__(HistoryBuffer)  # no __setstate__ with file data

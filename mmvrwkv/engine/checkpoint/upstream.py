@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointConfigError, CheckpointError
 from .matching import StateDictMismatch, load_state_dict_reporting, short_list
 
 _PARTIAL: 'contextvars.ContextVar[bool]' = contextvars.ContextVar(
@@ -60,10 +60,6 @@ PARTIAL_HINT = ('To load only what fits on purpose, load inside `with '
                 "load_checkpoint) or add allow_partial=True to the 'Pretrained' init_cfg.")
 _DEFAULT_REVISE_KEYS = [(r'^module\.', '')]
 _INSTALLED: List[bool] = []
-
-
-class CheckpointConfigError(CheckpointError):
-    """A caller would build the model from the config text stored in a checkpoint."""
 
 
 # ----------------------------------------------------------------------------- opt-in
