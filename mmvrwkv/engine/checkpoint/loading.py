@@ -9,9 +9,10 @@
    :mod:`.unpickling` on torch's allow-list while it runs (numpy dtypes/arrays/scalars,
    mmengine's ``HistoryBuffer`` and a ``getattr`` limited to its statistics methods), then
    :func:`.unpickling.resolve_stand_ins` for the real numpy / mmengine objects;
-4. after unpickling: the structure mmengine writes (:mod:`.structure`), no executable config
-   text (:mod:`.config_text`), no restored path outside the run (:mod:`.hook_state`) and the
-   digest (:mod:`.digest`).
+4. after unpickling: the structure mmengine writes (:mod:`.structure`), the digest of the
+   content as saved (:mod:`.digest`), then no executable config text (:mod:`.config_text`)
+   and no restored path outside the run (:mod:`.hook_state`); these two change the content,
+   so they come after the digest.
 
 Every refusal is a :class:`~.errors.CheckpointError` whose message names the file and what is
 wrong. How each attack is refused, and the tests that prove it, is in
