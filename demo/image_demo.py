@@ -244,11 +244,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
-    """The command line: :func:`main`, with a bad input reported in one line on stderr
-    (naming the file) and exit status 2 instead of a traceback."""
+    """The command line: :func:`main`, with a bad input (an image, or a checkpoint the gate
+    refuses) reported in one line on stderr (naming the file) and exit status 2 instead of a
+    traceback."""
+    from mmvrwkv.engine.checkpoint import CheckpointError
     try:
         main(argv)
-    except DemoInputError as e:
+    except (DemoInputError, CheckpointError) as e:
         print(f'image_demo.py: error: {e}', file=sys.stderr)
         return 2
     return 0

@@ -168,3 +168,24 @@ def test_command_line_bad_image_exit_status(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert 'Traceback' not in proc.stderr
     assert f"image_demo.py: error: image '{bad['trunc_jpg']}': truncated or corrupt" in proc.stderr
+
+
+def test_command_line_refused_checkpoint_exit_status(tmp_path):
+    """The script itself with a good image and an empty .pth: the gate's refusal comes as one
+    line on stderr naming the checkpoint, exit status 2, no traceback."""
+    import subprocess
+    import sys
+
+    from tool_helpers import CFG, ROOT
+    import numpy as np
+    from PIL import Image
+    image = tmp_path / 'ok.png'
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'demo', 'image_demo.py'), CFG,
+                           str(empty), str(image), '--out-dir', str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert f'image_demo.py: error: {empty}: the file is empty' in proc.stderr, proc.stderr

@@ -19,12 +19,15 @@ they are distinct ints that name existing checkpoints of that folder, through th
 file's own name pattern (``epoch_{}.pth``), none newer than the loaded checkpoint itself.
 Everything else is dropped with a warning that names the key and the value.
 """
+import contextlib
 import logging
 import os
 import os.path as osp
 import re
+import shutil
 import stat
-from typing import Any, List, Optional, Tuple
+from collections import deque
+from typing import Any, Iterator, List, Optional, Tuple
 
 #: runtime_info keys whose value is a path that a hook removes or writes beside.
 PATH_KEYS = ('last_ckpt', 'best_ckpt')
@@ -41,23 +44,38 @@ def is_path_key(key: Any) -> bool:
     return isinstance(key, str) and (key in PATH_KEYS or key.startswith('best_ckpt_'))
 
 
-def is_run_checkpoint(path: Any, folder: str, allow_dir: bool = False) -> bool:
-    """True if ``path`` is an existing ``*.pth`` directly inside ``folder``: a regular file,
-    or with ``allow_dir`` a real folder (deepspeed checkpoints); never a symlink.
+def checked_checkpoint_path(path: Any, folder: str, allow_dir: bool = False) -> Optional[str]:
+    """``path`` as ``<real folder>/<name>`` if it names an existing ``*.pth`` directly inside
+    ``folder``: a regular file, or with ``allow_dir`` a real folder (deepspeed checkpoints);
+    never a symlink. None otherwise.
 
-    Both sides are compared after resolving symlinks of the folders, so a work dir reached
-    through a link still counts; ``path`` itself must not be a link (its target could be
-    anywhere).
+    Refused on the string alone: anything but a str, a NUL, a name not ending in ``.pth``, a
+    ``..`` component and any path that normalising would change (a trailing slash, ``//``,
+    ``./``): the OS resolves a symlink before the ``..`` that follows it, a string check
+    would not. The folder of ``path`` must resolve (symlinks followed) to ``folder``, so a
+    work dir reached through a link still counts. Callers act on the returned path only,
+    never on the string they were given.
     """
-    if not isinstance(path, str) or not path.endswith('.pth') or '\0' in path:
-        return False
-    path = osp.abspath(path)
+    if (not isinstance(path, str) or '\0' in path or not path.endswith('.pth')
+            or osp.normpath(path) != path or '..' in path.split(osp.sep)):
+        return None
     try:
-        mode = os.lstat(path).st_mode
-        same_folder = osp.samefile(osp.dirname(path), folder)
-    except (OSError, ValueError):
-        return False
-    return same_folder and (stat.S_ISREG(mode) or (allow_dir and stat.S_ISDIR(mode)))
+        real_folder = osp.realpath(folder)
+        if osp.realpath(osp.dirname(path) or os.curdir) != real_folder:
+            return None
+        checked = osp.join(real_folder, osp.basename(path))
+        mode = os.lstat(checked).st_mode
+    except (OSError, ValueError, TypeError):
+        return None
+    if stat.S_ISREG(mode) or (allow_dir and stat.S_ISDIR(mode)):
+        return checked
+    return None
+
+
+def is_run_checkpoint(path: Any, folder: str, allow_dir: bool = False) -> bool:
+    """True if ``path`` is an existing ``*.pth`` directly inside ``folder`` (see
+    :func:`checked_checkpoint_path`)."""
+    return checked_checkpoint_path(path, folder, allow_dir) is not None
 
 
 def is_restored_path_ok(key: str, value: Any, folder: str) -> bool:
@@ -180,3 +198,176 @@ def drop_foreign_paths(checkpoint: Any, filename: str) -> List[str]:
             if key not in info:
                 resumed.pop(key, None)
     return changed
+
+
+# ----------------------------------------------------------------------------- at use time
+# What every CheckpointHook does with restored state and before each removal: mmengine's
+# plain hook (patched by ``upstream.install_upstream_patches``) and SafeCheckpointHook alike.
+# The loader's check above knows only the loaded file's folder; these know the hook's
+# ``out_dir``, ``filename_tmpl`` and the step the run resumed at.
+
+def is_local(hook: Any) -> bool:
+    """Whether ``hook`` writes to the local file system (the checks below apply there)."""
+    from mmengine.fileio import LocalBackend
+    return isinstance(getattr(hook, 'file_backend', None), LocalBackend)
+
+
+def resumed_from(runner: Any) -> Tuple[bool, Optional[str]]:
+    """Whether ``runner`` resumed, and from which file (None: not known)."""
+    if not getattr(runner, '_resume', False) or not getattr(runner, '_has_loaded', False):
+        return False, None
+    name = getattr(runner, '_load_from', None)
+    if not name:
+        from mmengine.runner import find_latest_checkpoint
+        name = find_latest_checkpoint(runner.work_dir)
+    return True, (str(name) if name else None)
+
+
+def foreign_source(runner: Any, out_dir: str) -> Optional[str]:
+    """Why restored hook state cannot name files of ``out_dir`` (None: it may): the run
+    resumed from a checkpoint that is not in ``out_dir`` (its ids and best paths name files
+    of another folder, checked there by the loader, but would be acted on in ``out_dir``)."""
+    resumed, source = resumed_from(runner)
+    if not resumed:
+        return None
+    if source is None or not osp.isfile(source):
+        return 'the resumed checkpoint is not known'
+    try:
+        if osp.samefile(osp.dirname(osp.abspath(source)), out_dir):
+            return None
+    except (OSError, ValueError):
+        pass
+    return f'it was resumed from {source}, which is not in {out_dir}'
+
+
+def remove_checkpoint(hook: Any, path: str) -> bool:
+    """Remove an old checkpoint of ``hook``: locally only a ``*.pth`` directly inside its
+    ``out_dir`` (regular file, or a real folder), checked right before, and only the checked
+    path; anything else is left with a warning. Other backends as upstream."""
+    if not is_local(hook):
+        backend = hook.file_backend
+        if backend.isfile(path):
+            backend.remove(path)
+        elif backend.isdir(path):
+            backend.rmtree(path)
+        return True
+    checked = checked_checkpoint_path(path, hook.out_dir, allow_dir=True)
+    if checked is None:
+        try:
+            present = os.path.lexists(path)
+        except (TypeError, ValueError):
+            present = True
+        if present:
+            from mmengine.logging import print_log
+            print_log(f'{type(hook).__name__}: not removing {_short(path)}: it is not a '
+                      f'checkpoint file inside {hook.out_dir}', logger='current',
+                      level=logging.WARNING)
+        return False
+    if stat.S_ISDIR(os.lstat(checked).st_mode):
+        shutil.rmtree(checked)
+    else:
+        os.remove(checked)
+    return True
+
+
+@contextlib.contextmanager
+def checked_removals(hook: Any) -> Iterator[None]:
+    """Inside, ``hook.file_backend.remove`` / ``rmtree`` (what upstream's ``max_keep_ckpts``
+    and ``save_best`` call) go through :func:`remove_checkpoint`. Only for a local backend;
+    any other (a SafeCheckpointHook's deferring one included) is left as it is."""
+    if not is_local(hook):
+        yield
+        return
+    backend = hook.file_backend
+
+    class Checking:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(backend, name)
+
+        def remove(self, path: str) -> None:
+            remove_checkpoint(hook, path)
+
+        def rmtree(self, path: str) -> None:
+            remove_checkpoint(hook, path)
+
+    hook.file_backend = Checking()
+    try:
+        yield
+    finally:
+        hook.file_backend = backend
+
+
+def _ignore(hook: Any, runner: Any, key: str, value: Any, why: str) -> None:
+    runner.logger.warning(f'{type(hook).__name__}: ignored restored runtime_info[{key!r}] '
+                          f'= {_short(value)} ({why}); nothing it names is removed')
+
+
+def _check_restored_best(hook: Any, runner: Any, foreign: Optional[str]) -> None:
+    """Forget restored best-checkpoint paths that are not best checkpoints of ``out_dir``;
+    keep the others as their checked path."""
+    if hook.save_best is None or not is_local(hook):
+        return
+    single = len(hook.key_indicators) == 1
+    paths = ({'best_ckpt': getattr(hook, 'best_ckpt_path', None)} if single else
+             {f'best_ckpt_{k}': v for k, v in hook.best_ckpt_path_dict.items()})
+    for key, path in paths.items():
+        if path is None:
+            continue
+        checked = None if foreign else checked_checkpoint_path(path, hook.out_dir)
+        if checked is None or not osp.basename(checked).startswith('best_'):
+            _ignore(hook, runner, key, path,
+                    foreign or f'not a best checkpoint file in {hook.out_dir}')
+            runner.message_hub.runtime_info.pop(key, None)
+            checked = None
+        if single:
+            hook.best_ckpt_path = checked
+        else:
+            hook.best_ckpt_path_dict[key[len('best_ckpt_'):]] = checked
+
+
+def _checked_ids(hook: Any, runner: Any, value: Any, foreign: Optional[str]) -> List[int]:
+    """The restored ``keep_ckpt_ids`` that name checkpoints of this run in ``out_dir``
+    (through the hook's ``filename_tmpl``), up to the resumed step; the rest are ignored
+    with a warning."""
+    if not isinstance(value, (list, tuple)):
+        _ignore(hook, runner, IDS_KEY, value, 'not a list')
+        return []
+    if foreign:
+        _ignore(hook, runner, IDS_KEY, value, foreign)
+        return []
+    step = runner.epoch if hook.by_epoch else runner.iter
+    local = is_local(hook)
+    kept: List[int] = []
+    for raw in value[:MAX_IDS]:
+        i = _as_step(raw)
+        if i is None or i in kept or i > step:
+            continue
+        if local and not is_run_checkpoint(osp.join(hook.out_dir, hook.filename_tmpl.format(i)),
+                                           hook.out_dir):
+            continue
+        kept.append(i)
+    if len(kept) != len(value):
+        _ignore(hook, runner, IDS_KEY, [v for v in value if _as_step(v) not in kept],
+                f'not distinct ints naming checkpoints {hook.filename_tmpl} of {hook.out_dir} '
+                f'up to step {step}')
+    return kept
+
+
+def check_restored_hook_state(hook: Any, runner: Any, restored_ids: Any) -> None:
+    """After upstream's ``CheckpointHook.before_train`` (given ``keep_ckpt_ids`` popped from
+    the runtime info before it, so that upstream removed nothing): keep only the restored
+    best paths and ids that are this run's, then remove the ids beyond ``max_keep_ckpts``
+    as upstream would, each removal checked."""
+    from mmengine.dist import is_main_process
+    foreign = foreign_source(runner, hook.out_dir) if is_local(hook) else None
+    _check_restored_best(hook, runner, foreign)
+    if restored_ids is None:
+        return
+    ids = _checked_ids(hook, runner, restored_ids, foreign)
+    while len(ids) > hook.max_keep_ckpts:
+        step = ids.pop(0)
+        if is_main_process():
+            remove_checkpoint(hook, hook.file_backend.join_path(
+                hook.out_dir, hook.filename_tmpl.format(step)))
+    hook.keep_ckpt_ids = deque(ids, hook.max_keep_ckpts)
+    runner.message_hub.runtime_info[IDS_KEY] = list(ids)

@@ -270,6 +270,58 @@ def _patch_base_inferencer(strict_loader: Callable) -> None:
     BaseInferencer.__init__, BaseInferencer._init_model = __init__, _init_model
 
 
+# ----------------------------------------------------------------------------- CheckpointHook
+
+def _patch_checkpoint_hook() -> None:
+    """mmengine's ``CheckpointHook`` (and so every subclass, SafeCheckpointHook included)
+    uses restored ``keep_ckpt_ids`` / ``best_ckpt*`` only when they are checkpoints of its
+    own ``out_dir`` and the run resumed from a checkpoint there, and checks every removal
+    and published path at use time (``hook_state``)."""
+    from mmengine.hooks import CheckpointHook
+
+    from . import hook_state
+
+    originals = {name: getattr(CheckpointHook, name) for name in (
+        'before_train', '_save_checkpoint_with_step', '_save_best_checkpoint',
+        '_publish_model')}
+
+    @functools.wraps(originals['before_train'])
+    def before_train(self, runner) -> None:
+        info = runner.message_hub.runtime_info
+        # upstream removes what restored ids name right inside before_train: checked after
+        restored_ids = info.pop(hook_state.IDS_KEY, None) if self.max_keep_ckpts > 0 else None
+        originals['before_train'](self, runner)
+        hook_state.check_restored_hook_state(self, runner, restored_ids)
+
+    @functools.wraps(originals['_save_checkpoint_with_step'])
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        with hook_state.checked_removals(self):
+            return originals['_save_checkpoint_with_step'](self, runner, step, meta)
+
+    @functools.wraps(originals['_save_best_checkpoint'])
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        with hook_state.checked_removals(self):
+            return originals['_save_best_checkpoint'](self, runner, metrics)
+
+    @functools.wraps(originals['_publish_model'])
+    def _publish_model(self, runner, ckpt_path) -> None:
+        if hook_state.is_local(self):  # it writes beside ckpt_path: only a run checkpoint
+            checked = hook_state.checked_checkpoint_path(ckpt_path, self.out_dir)
+            if checked is None:
+                runner.logger.warning(f'{type(self).__name__}: not publishing {ckpt_path!r}: '
+                                      f'it is not a checkpoint file inside {self.out_dir}')
+                return
+            ckpt_path = checked
+        return originals['_publish_model'](self, runner, ckpt_path)
+
+    for name, patched in (('before_train', before_train),
+                          ('_save_checkpoint_with_step', _save_checkpoint_with_step),
+                          ('_save_best_checkpoint', _save_best_checkpoint),
+                          ('_publish_model', _publish_model)):
+        patched._mmvrwkv_original = originals[name]  # type: ignore[attr-defined]
+        setattr(CheckpointHook, name, patched)
+
+
 # ----------------------------------------------------------------------------- installation
 
 def _rebind_everywhere(name: str, original: Callable, replacement: Callable) -> None:
@@ -300,4 +352,5 @@ def install_upstream_patches() -> None:
         infer_module._load_checkpoint_to_model = strict_loader
     _patch_base_inferencer(strict_loader)
     _patch_pretrained_init()
+    _patch_checkpoint_hook()
     _INSTALLED.append(True)

@@ -1,15 +1,11 @@
 """mmengine's CheckpointHook made crash-safe, self-verifying and strict about what it loads."""
 import contextlib
 import glob
-import logging
 import os
 import os.path as osp
-import shutil
-from collections import deque
 from typing import Any, Iterator, List, Optional, Tuple
 
 from mmengine.dist import is_main_process
-from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 
@@ -17,7 +13,7 @@ from mmvrwkv.registry import HOOKS
 from ..checkpoint.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from ..checkpoint.digest import add_digest
 from ..checkpoint.errors import CheckpointError
-from ..checkpoint.hook_state import IDS_KEY, is_restored_path_ok, is_run_checkpoint
+from ..checkpoint.hook_state import is_local, remove_checkpoint
 from ..checkpoint.matching import compare_state_dict, revise_keys
 
 
@@ -65,101 +61,14 @@ class SafeCheckpointHook(CheckpointHook):
     # ------------------------------------------------------------------ saving
 
     def before_train(self, runner) -> None:
-        info = runner.message_hub.runtime_info
-        # upstream deletes checkpoints named by restored ids right here: checked first
-        restored_ids = info.pop(IDS_KEY, None) if self.max_keep_ckpts > 0 else None
+        # restored keep_ckpt_ids / best_ckpt* are checked in CheckpointHook.before_train
+        # itself (patched at `import mmvrwkv`: hook_state.check_restored_hook_state)
         super().before_train(runner)
         if self._is_local():
             self._refuse_fresh_start_over_checkpoints(runner)
         if self._is_local() and is_main_process():
             for path in remove_stale_temporaries(self.out_dir, '*.pth'):
                 runner.logger.warning(f'removed {path}, left by an interrupted checkpoint write')
-        self._check_restored_best(runner)
-        if restored_ids is not None:
-            ids = self._checked_ids(runner, restored_ids)
-            while len(ids) > self.max_keep_ckpts:
-                step = ids.pop(0)
-                if is_main_process():
-                    self._remove(self.file_backend.join_path(
-                        self.out_dir, self.filename_tmpl.format(step)))
-            self.keep_ckpt_ids = deque(ids, self.max_keep_ckpts)
-            info[IDS_KEY] = list(ids)
-
-    # ------------------------------------------------------------ restored state
-
-    def _resumed_from(self, runner) -> Tuple[bool, Optional[str]]:
-        """Whether the runner resumed, and from which file (None: not known)."""
-        if not getattr(runner, '_resume', False) or not getattr(runner, '_has_loaded', False):
-            return False, None
-        name = getattr(runner, '_load_from', None)
-        if not name:
-            from mmengine.runner import find_latest_checkpoint
-            name = find_latest_checkpoint(runner.work_dir)
-        return True, (str(name) if name else None)
-
-    def _foreign_source(self, runner) -> Optional[str]:
-        """Why restored hook state cannot name files of ``out_dir`` (None: it may)."""
-        resumed, source = self._resumed_from(runner)
-        if not resumed or not self._is_local():
-            return None
-        if source is None or not osp.isfile(source):
-            return 'the resumed checkpoint is not known'
-        try:
-            if osp.samefile(osp.dirname(osp.abspath(source)), self.out_dir):
-                return None
-        except OSError:
-            pass
-        return f'it was resumed from {source}, which is not in {self.out_dir}'
-
-    def _drop_warning(self, runner, key: str, value: Any, why: str) -> None:
-        runner.logger.warning(f'{type(self).__name__}: ignored restored runtime_info[{key!r}] '
-                              f'= {value!r} ({why}); nothing it names is removed')
-
-    def _check_restored_best(self, runner) -> None:
-        """Forget restored best-checkpoint paths that are not checkpoints of ``out_dir``."""
-        if self.save_best is None or not self._is_local():
-            return
-        foreign = self._foreign_source(runner)
-        single = len(self.key_indicators) == 1
-        paths = ({'best_ckpt': self.best_ckpt_path} if single else
-                 {f'best_ckpt_{k}': v for k, v in self.best_ckpt_path_dict.items()})
-        for key, path in paths.items():
-            if path is None:
-                continue
-            why = foreign or (None if is_restored_path_ok(key, path, self.out_dir)
-                              else f'not a best checkpoint file in {self.out_dir}')
-            if why is None:
-                continue
-            self._drop_warning(runner, key, path, why)
-            runner.message_hub.runtime_info.pop(key, None)
-            if single:
-                self.best_ckpt_path = None
-            else:
-                self.best_ckpt_path_dict[key[len('best_ckpt_'):]] = None
-
-    def _checked_ids(self, runner, value: Any) -> List[int]:
-        """The restored ``keep_ckpt_ids`` that name checkpoints of this run in ``out_dir``,
-        up to the resumed step; the rest are dropped with a warning."""
-        if not isinstance(value, (list, tuple)):
-            self._drop_warning(runner, IDS_KEY, value, 'not a list')
-            return []
-        foreign = self._foreign_source(runner)
-        if foreign:
-            self._drop_warning(runner, IDS_KEY, value, foreign)
-            return []
-        step = runner.epoch if self.by_epoch else runner.iter
-        kept: List[int] = []
-        for i in value:
-            ok = (isinstance(i, int) and not isinstance(i, bool) and i not in kept and i <= step
-                  and (not self._is_local() or is_run_checkpoint(self.file_backend.join_path(
-                      self.out_dir, self.filename_tmpl.format(i)), self.out_dir)))
-            if ok:
-                kept.append(i)
-        if len(kept) != len(value):
-            self._drop_warning(runner, IDS_KEY, [i for i in value if i not in kept],
-                               f'not distinct ints naming checkpoints of {self.out_dir} up '
-                               f'to step {step}')
-        return kept
 
     def _refuse_fresh_start_over_checkpoints(self, runner) -> None:
         """``resume=True`` that found nothing to resume from must not train from scratch
@@ -179,7 +88,7 @@ class SafeCheckpointHook(CheckpointHook):
         add_digest(checkpoint)
 
     def _is_local(self) -> bool:
-        return isinstance(getattr(self, 'file_backend', None), LocalBackend)
+        return is_local(self)
 
     def _save_atomically(self, runner, filename: str, **kwargs: Any) -> None:
         if not is_main_process():  # Runner.save_checkpoint writes on the main process only
@@ -190,7 +99,8 @@ class SafeCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
         if not self._is_local():
             return super()._save_checkpoint_with_step(runner, step, meta)
-        kept = list(self.keep_ckpt_ids)
+        # upstream sets keep_ckpt_ids only for max_keep_ckpts > 0 (mmengine's default is -1)
+        kept = list(self.keep_ckpt_ids) if self.max_keep_ckpts > 0 else []
         outdated: Optional[int] = None
         if self.max_keep_ckpts > 0 and not (kept and kept[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
@@ -208,8 +118,9 @@ class SafeCheckpointHook(CheckpointHook):
                 save_param_scheduler=self.save_param_scheduler, meta=meta,
                 by_epoch=self.by_epoch, **self.args)
         except BaseException:
-            self.keep_ckpt_ids.clear()
-            self.keep_ckpt_ids.extend(kept)
+            if self.max_keep_ckpts > 0:
+                self.keep_ckpt_ids.clear()
+                self.keep_ckpt_ids.extend(kept)
             self.last_ckpt = previous_last
             raise
         if not is_main_process():
@@ -221,23 +132,7 @@ class SafeCheckpointHook(CheckpointHook):
     def _remove(self, path: str) -> None:
         """Remove an old checkpoint: locally only a ``*.pth`` directly inside ``out_dir``
         (regular file, or a real folder), checked right before the removal."""
-        if not self._is_local():
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
-            elif self.file_backend.isdir(path):
-                self.file_backend.rmtree(path)
-            return
-        if not os.path.lexists(path):
-            return
-        if not is_run_checkpoint(path, self.out_dir, allow_dir=True):
-            from mmengine.logging import print_log
-            print_log(f'{type(self).__name__}: not removing {path}: it is not a checkpoint '
-                      f'file inside {self.out_dir}', logger='current', level=logging.WARNING)
-            return
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
+        remove_checkpoint(self, path)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         if not self._is_local():
