@@ -10,7 +10,15 @@ mmengine's ``CheckpointHook`` takes file names from the resumed ``message_hub.ru
   ``before_train``, and ``epoch_8.pth`` at the next save: checkpoints that are not the
   resumed run's.
 
-Both are ``'safe'``: with mmvrwkv imported, training resumes and nothing is deleted
+- ``keep_ckpt_ids_shipped_epoch_1``: a real checkpoint shipped in a folder together with a
+  junk ``keep_ckpt_ids_shipped_epoch_0.pth``; its ``keep_ckpt_ids`` ``[0, 1]`` name
+  checkpoints that exist in *that* folder (through its own name pattern), so the loader's
+  check keeps them. Resumed from there into the user's work dir with ``max_keep_ckpts=1``,
+  upstream deletes ``epoch_0.pth`` of the work dir: the hook removes in ``out_dir``, through
+  its own ``filename_tmpl``. Only the hook-side rule (restored state of a checkpoint resumed
+  from outside ``out_dir`` is ignored) stops it.
+
+All are ``'safe'``: with mmvrwkv imported, training resumes and nothing is deleted
 (``hook_state.drop_foreign_paths`` in the loader, and ``SafeCheckpointHook``'s checks at use
 time). ``unprotected`` runs mmengine's plain ``CheckpointHook`` on the restored hub, as
 ``Runner.resume`` and ``Runner.train`` would, without mmvrwkv. No mmvrwkv import here (see
@@ -60,6 +68,20 @@ def build_keep_ids(path: Path, marker: Path, victim: Path, real_checkpoint: str)
     _save_with_info(path, real_checkpoint, keep_ckpt_ids=[*FOREIGN_STEPS, step])
 
 
+#: The work dir file that the shipped-folder payload's ids name (its step 0).
+SHIPPED_VICTIM = 'epoch_0.pth'
+
+
+def build_keep_ids_shipped(path: Path, marker: Path, victim: Path, real_checkpoint: str) -> None:
+    """``keep_ckpt_ids`` = ``[0, <own step 1>]``, with a junk checkpoint of step 0 beside the
+    file under the file's own name pattern (``<name>_epoch_0.pth``)."""
+    step = _real(real_checkpoint)['meta']['epoch']
+    assert path.name.endswith(f'_epoch_{step}.pth'), (path.name, step)
+    _save_with_info(path, real_checkpoint, keep_ckpt_ids=[step - 1, step])
+    path.with_name(path.name.replace(f'_epoch_{step}.pth', f'_epoch_{step - 1}.pth')
+                   ).write_bytes(b'junk shipped beside the checkpoint')
+
+
 class PlainRunner:
     """What mmengine's ``CheckpointHook`` uses of a ``Runner`` that resumed ``checkpoint``
     (its message hub restored as ``Runner.resume`` does); saving writes empty files."""
@@ -88,16 +110,21 @@ def plain_best_removal(path: Path, marker: Path, victim: Path) -> None:
     hook._save_best_checkpoint(runner, {'accuracy/top1': 1.0})
 
 
-def plain_keep_removal(path: Path, marker: Path, victim: Path) -> None:
+def plain_keep_removal(path: Path, marker: Path, victim: Path, max_keep_ckpts: int = 2) -> None:
     """Upstream ``max_keep_ckpts`` after a resume into the work dir ``victim``: the
     restored ids beyond the limit are deleted in ``before_train``, one more per save."""
     from mmengine.hooks import CheckpointHook
     runner = PlainRunner(str(victim), torch.load(str(path), map_location='cpu',
                                                  weights_only=False))
-    hook = CheckpointHook(interval=1, max_keep_ckpts=2)
+    hook = CheckpointHook(interval=1, max_keep_ckpts=max_keep_ckpts)
     hook.before_train(runner)
     hook._save_checkpoint_with_step(runner, runner.epoch + 1, dict(epoch=runner.epoch + 1,
                                                                    iter=runner.iter + 1))
+
+
+def plain_keep_one(path: Path, marker: Path, victim: Path) -> None:
+    """:func:`plain_keep_removal` with ``max_keep_ckpts=1`` (as the matrix's entry points)."""
+    plain_keep_removal(path, marker, victim, max_keep_ckpts=1)
 
 
 RESUME_ENTRY_POINTS = frozenset({'train_resume', 'runner_resume_plain'})
@@ -107,4 +134,6 @@ PAYLOADS = [
             entry_points=RESUME_ENTRY_POINTS),
     Payload('keep_ckpt_ids_other_checkpoints', build_keep_ids, 'safe', plain_keep_removal,
             entry_points=RESUME_ENTRY_POINTS, work_dir_files=FOREIGN_FILES),
+    Payload('keep_ckpt_ids_shipped_epoch_1', build_keep_ids_shipped, 'safe', plain_keep_one,
+            entry_points=RESUME_ENTRY_POINTS, work_dir_files=(SHIPPED_VICTIM,)),
 ]

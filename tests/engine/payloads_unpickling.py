@@ -22,6 +22,14 @@ entry-point matrix (``payloads.py``).
 - ``alloc_tensor_call``: ``torch.Tensor(2**30)`` called through ``_rebuild_from_type_v2``.
 - ``alloc_legacy_string_length``: a legacy file whose pickle declares a 4 GiB string (the
   legacy loader reads the real file, and ``read(n)`` allocates ``n`` first).
+- ``alloc_codecs_doubling``: a 16-byte text hex-encoded 26 times by ``_codecs.encode`` (on
+  torch's default list; each call doubles its input): 1 GiB from a 2 kB file.
+- ``alloc_nested_rebuild``: ``_rebuild_from_type_v2`` with itself as ``func``, so the call
+  ``torch.FloatTensor(2**28)`` (1 GiB, uninitialised heap memory) sits one level deeper.
+- ``alloc_typed_storage_view``: a tensor of 2**28 floats rebuilt over ``TypedStorage(1)``, a
+  storage the pickle makes: ``Tensor.set_`` resizes it to the view (1 GiB, uninitialised).
+- ``alloc_legacy_view_resize``: a legacy file whose tensor spans 1 GiB of a 4-byte storage
+  (legacy storages are resizable: ``set_`` allocates the view's size).
 
 "Unprotected" is mmvrwkv's loader before issue 21 (HEAD a7fb293): torch's weights-only
 unpickler with the real numpy and HistoryBuffer classes on the allow-list (:data:`OLD_LOADER`).
@@ -397,6 +405,49 @@ def build_legacy_string_length(path: Path, marker: Path, victim: Path,
     write_legacy(path, main, [])
 
 
+class HexEncoded:
+    """Pickles as ``_codecs.encode(<inner>, 'hex')``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __reduce__(self):
+        import _codecs
+        return _codecs.encode, (self.inner, 'hex')
+
+
+def build_codecs_doubling(path: Path, marker: Path, victim: Path, real_checkpoint: str) -> None:
+    """16 bytes (``_codecs.encode('0123456789abcdef', 'latin1')``), hex-encoded 26 times."""
+    value: Any = b'0123456789abcdef'
+    for _ in range(26):
+        value = HexEncoded(value)
+    pickle_checkpoint(path, pickle.dumps({'meta': {'note': value}}, protocol=2))
+
+
+def build_nested_rebuild(path: Path, marker: Path, victim: Path, real_checkpoint: str) -> None:
+    """``_rebuild_from_type_v2(_rebuild_from_type_v2, Tensor, (FloatTensor, Tensor, (2**28,),
+    {}), {})``: the tensor-class call one level below the outer helper."""
+    rebuild = torch._tensor._rebuild_from_type_v2
+    call = Reduce(rebuild, (rebuild, torch.Tensor,
+                            (torch.FloatTensor, torch.Tensor, (1 << 28,), {}), {}))
+    pickle_checkpoint(path, pickle.dumps({'state_dict': {'w': call}}, protocol=2))
+
+
+def build_typed_storage_view(path: Path, marker: Path, victim: Path,
+                             real_checkpoint: str) -> None:
+    """2**28 floats over ``TypedStorage(1)`` (made by the pickle, so resizable)."""
+    storage = Reduce(torch.storage.TypedStorage, (1,))
+    call = Reduce(torch._utils._rebuild_tensor_v2,
+                  (storage, 0, (1 << 28,), (1,), False, OrderedDict()))
+    pickle_checkpoint(path, pickle.dumps({'state_dict': {'w': call}}, protocol=2))
+
+
+def build_legacy_view_resize(path: Path, marker: Path, victim: Path,
+                             real_checkpoint: str) -> None:
+    """A legacy file with a 4-byte storage under a tensor of 2**30 bytes."""
+    write_legacy(path, storage_pickle(4, legacy=True, shown=1 << 30), [(4, bytes(4))])
+
+
 def unprotected_allocation(path: Path, marker: Path, victim: Path) -> None:
     """Plain weights-only ``torch.load`` (old loader): torch or Python allocates the declared
     size, which the child's address-space limit turns into an allocation error."""
@@ -431,4 +482,12 @@ PAYLOADS = [
             must_name='torch.Tensor'),
     Payload('alloc_legacy_string_length', build_legacy_string_length, 'refused',
             unprotected_allocation, must_name='4294967295-byte'),
+    Payload('alloc_codecs_doubling', build_codecs_doubling, 'refused', unprotected_allocation,
+            must_name='_codecs.encode'),
+    Payload('alloc_nested_rebuild', build_nested_rebuild, 'refused', unprotected_allocation,
+            must_name='_rebuild_from_type_v2'),
+    Payload('alloc_typed_storage_view', build_typed_storage_view, 'refused',
+            unprotected_allocation, must_name='torch.storage.TypedStorage'),
+    Payload('alloc_legacy_view_resize', build_legacy_view_resize, 'refused',
+            unprotected_allocation, must_name='spans 1073741824 bytes'),
 ]

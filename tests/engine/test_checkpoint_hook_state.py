@@ -3,7 +3,11 @@ over checkpoints; files get the user's umask (issue 21, items 4 and 11).
 
 - ``drop_foreign_paths`` (in the loader, so also for mmengine's plain CheckpointHook) on
   crafted ``runtime_info``: what is kept, what is dropped, and the warning;
-- ``SafeCheckpointHook`` checks again at use time (before every removal);
+- the hooks check again at use time (before every removal), mmengine's plain
+  CheckpointHook (patched by ``import mmvrwkv``) as well as ``SafeCheckpointHook``: restored
+  state of a checkpoint resumed from another folder is ignored (a shipped folder's ids),
+  ``..`` through a symlink, trailing slashes, hard links, ``iter_{}.pth`` templates,
+  ``published_keys``; ``max_keep_ckpts=-1`` trains and resumes;
 - the payloads of ``payloads_hook_state.py`` remove the victim folder / other checkpoints
   under plain mmengine (a fresh process without mmvrwkv, and a real Runner without the
   check), and are harmless through ``tools/train.py --resume`` and ``Runner(resume=True)``
@@ -106,7 +110,26 @@ FOREIGN = {
     'not a .pth': lambda t, w: str(w / 'last_checkpoint'),
     'not a str': lambda t, w: [str(w / 'epoch_1.pth')],
     'empty': lambda t, w: '',
+    'dotdot through a symlink': lambda t, w: _dotdot_through_symlink(t, w)[0],
+    'trailing slash': lambda t, w: str(w / 'best_accuracy_top1_epoch_1.pth') + '/',
+    'dot component': lambda t, w: f'{w}/./best_accuracy_top1_epoch_1.pth',
+    'double slash': lambda t, w: f'{w}//best_accuracy_top1_epoch_1.pth',
 }
+
+
+def _dotdot_through_symlink(tmp, work):
+    """``work/link/../best_accuracy_top1_epoch_1.pth`` with ``work/link -> tmp/other/sub``:
+    as a string it is ``work/best_accuracy_top1_epoch_1.pth`` (a regular file of the run),
+    but the OS resolves the link first: ``tmp/other/best_accuracy_top1_epoch_1.pth``, here
+    a folder of another run (rmtree). Returns the path and that folder."""
+    other = tmp / 'other'
+    victim = other / 'best_accuracy_top1_epoch_1.pth'
+    (other / 'sub').mkdir(parents=True, exist_ok=True)
+    victim.mkdir(exist_ok=True)
+    (victim / 'keep.txt').write_text('x')
+    if not (work / 'link').is_symlink():
+        os.symlink(other / 'sub', work / 'link')
+    return f'{work}/link/../best_accuracy_top1_epoch_1.pth', victim
 
 
 @pytest.mark.parametrize('key', ['best_ckpt', 'best_ckpt_accuracy/top1', 'last_ckpt'])
@@ -356,11 +379,20 @@ def _both_payloads(tmp_path, real_checkpoint, work):
     return both, victim
 
 
+def _unpatch_checkpoint_hook(monkeypatch):
+    """mmengine's CheckpointHook as upstream wrote it (``import mmvrwkv`` patched it)."""
+    from mmengine.hooks import CheckpointHook
+    for name in ('before_train', '_save_checkpoint_with_step', '_save_best_checkpoint',
+                 '_publish_model'):
+        monkeypatch.setattr(CheckpointHook, name,
+                            getattr(CheckpointHook, name)._mmvrwkv_original)
+
+
 def _plain_runner(trainer, work, digits, load_from, **extra):
     """``Runner(resume=True, load_from=...)`` with mmengine's plain CheckpointHook."""
     from mmengine.runner import Runner
     cfg = trainer.build_cfg(trainer.parse_args(
-        [CFG, '--work-dir', str(work)] + tiny_options(digits, epochs=2, **ACTING, **extra)))
+        [CFG, '--work-dir', str(work)] + tiny_options(digits, epochs=2, **{**ACTING, **extra})))
     cfg.default_hooks.checkpoint.type = 'CheckpointHook'
     cfg.resume, cfg.load_from = True, str(load_from)
     return Runner.from_cfg(cfg)
@@ -400,6 +432,7 @@ def test_payloads_harm_the_same_plain_runner_without_the_check(trainer, digits, 
     checkpoints are removed (so that test can fail)."""
     monkeypatch.setattr(loading, 'drop_foreign_paths', lambda ckpt, filename: [])
     monkeypatch.setattr(hook_state, 'drop_foreign_paths', lambda ckpt, filename: [])
+    _unpatch_checkpoint_hook(monkeypatch)
     work = tmp_path / 'work'
     both, victim = _both_payloads(tmp_path, real_checkpoint, work)
     _plain_runner(trainer, work, digits, both).train()
@@ -421,6 +454,193 @@ def test_checkpoint_in_the_work_dir_cannot_remove_newer_checkpoints(trainer, dig
     _plain_runner(trainer, work, digits, evil).train()
     _resumed_epoch_2(work)
     assert all((work / n).exists() for n in P.FOREIGN_FILES)
+
+
+# ----------------------------------------------------------------------------- use-time paths
+
+HOOKS = {'CheckpointHook': None, 'SafeCheckpointHook': SafeCheckpointHook}
+
+
+def _hook(kind, **kwargs):
+    """mmengine's plain CheckpointHook (patched by ``import mmvrwkv``) or ours."""
+    from mmengine.hooks import CheckpointHook
+    return (HOOKS[kind] or CheckpointHook)(**kwargs)
+
+
+def test_checked_checkpoint_path(run_folder, tmp_path, monkeypatch):
+    """Only the checked ``<real folder>/<name>`` comes back; strings the OS would resolve
+    differently from a string check are refused."""
+    check = hook_state.checked_checkpoint_path
+    real = osp.realpath(run_folder)
+    dotdot, _ = _dotdot_through_symlink(tmp_path, run_folder)
+    for bad in (dotdot, str(run_folder / 'epoch_1.pth') + '/', f'{run_folder}/./epoch_1.pth',
+                f'{run_folder}//epoch_1.pth', f'{run_folder}/../work/epoch_1.pth',
+                str(run_folder / 'link')):
+        assert check(bad, str(run_folder)) is None, bad
+    assert check(str(run_folder / 'epoch_1.pth'), str(run_folder)) == osp.join(real, 'epoch_1.pth')
+    os.symlink(run_folder, tmp_path / 'alias')  # a work dir reached through a link counts
+    assert check(str(tmp_path / 'alias' / 'epoch_1.pth'), str(run_folder)) == osp.join(
+        real, 'epoch_1.pth')
+    monkeypatch.chdir(tmp_path)  # relative paths: against the working directory
+    assert check('work/epoch_1.pth', str(run_folder)) == osp.join(real, 'epoch_1.pth')
+    assert check('epoch_1.pth', str(run_folder)) is None
+    monkeypatch.chdir(run_folder)
+    assert check('epoch_1.pth', str(run_folder)) == osp.join(real, 'epoch_1.pth')
+
+
+@pytest.mark.parametrize('kind', sorted(HOOKS))
+def test_removal_of_a_hardlink_removes_only_that_name(kind, run_folder, tmp_path):
+    """A hard link in out_dir is a regular file there: removing it unlinks that name only,
+    the file it shares data with stays."""
+    from mmengine.fileio import LocalBackend
+    hook = _hook(kind, interval=1)
+    hook.out_dir, hook.file_backend = str(run_folder), LocalBackend()
+    os.link(tmp_path / 'outside.pth', run_folder / 'epoch_7.pth')
+    assert hook_state.remove_checkpoint(hook, str(run_folder / 'epoch_7.pth'))
+    assert not (run_folder / 'epoch_7.pth').exists()
+    assert (tmp_path / 'outside.pth').read_bytes() == b'other'
+
+
+@pytest.mark.parametrize('kind', sorted(HOOKS))
+def test_dotdot_through_a_symlink_is_never_removed(kind, real_checkpoint, run_folder, tmp_path):
+    """Without the loader's check (state restored as is) and in the run's own folder, a
+    restored best path ``link/../best_*.pth`` removes nothing: not the other run's folder
+    the OS resolves it to, nor the file the string names."""
+    raw, victim = _dotdot_through_symlink(tmp_path, run_folder)
+    runner = _Resumed(run_folder, _restored(real_checkpoint, best_ckpt=raw),
+                      run_folder / 'epoch_1.pth')
+    hook = _hook(kind, interval=1, save_best='accuracy/top1', rule='greater')
+    hook.before_train(runner)
+    assert hook.best_ckpt_path is None and 'best_ckpt' not in runner.message_hub.runtime_info
+    hook._save_best_checkpoint(runner, {'accuracy/top1': 1.0})
+    hook_state.remove_checkpoint(hook, raw)  # and the removal itself refuses it
+    assert (victim / 'keep.txt').exists()
+    assert (run_folder / 'best_accuracy_top1_epoch_1.pth').exists()
+
+
+DOTDOT_UNPROTECTED = r"""
+import sys
+import torch
+sys.path[:0] = [{engine!r}]
+from mmengine.hooks import CheckpointHook
+from payloads_hook_state import PlainRunner
+runner = PlainRunner({work!r}, torch.load({ckpt!r}, map_location='cpu', weights_only=False))
+hook = CheckpointHook(interval=1, save_best='accuracy/top1', rule='greater')
+hook.before_train(runner)
+hook._save_best_checkpoint(runner, {{'accuracy/top1': 1.0}})
+assert 'mmvrwkv' not in sys.modules
+"""
+
+
+def test_dotdot_through_a_symlink_harms_plain_mmengine(real_checkpoint, run_folder, tmp_path):
+    """The test above can fail: mmengine's plain hook, without mmvrwkv (a fresh process),
+    rmtree's the other run's folder."""
+    raw, victim = _dotdot_through_symlink(tmp_path, run_folder)
+    ckpt = tmp_path / 'dotdot.pth'
+    torch.save(_restored(real_checkpoint, best_ckpt=raw), str(ckpt))
+    script = DOTDOT_UNPROTECTED.format(engine=osp.join(ROOT, 'tests', 'engine'),
+                                       work=str(run_folder), ckpt=str(ckpt))
+    proc = subprocess.run([sys.executable, '-c', script], cwd=str(tmp_path), timeout=300,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not victim.exists()
+
+
+@pytest.mark.parametrize('kind', sorted(HOOKS))
+def test_keep_ids_follow_the_hooks_own_template(kind, real_checkpoint, tmp_path):
+    """``by_epoch=False`` with ``iter_{}.pth``: ids are steps of that template, bounded by the
+    resumed iter; files of another template are never touched."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    for name in ('iter_10.pth', 'iter_20.pth', 'iter_30.pth', 'iter_40.pth', 'epoch_10.pth'):
+        (work / name).write_bytes(b'ckpt')
+    ckpt = _restored(real_checkpoint, keep_ckpt_ids=[10, 20, 30, 40, True, 'x'])
+    ckpt['meta'].update(epoch=1, iter=30)
+    runner = _Resumed(work, ckpt, work / 'iter_30.pth')
+    hook = _hook(kind, interval=10, by_epoch=False, max_keep_ckpts=2,
+                 filename_tmpl='iter_{}.pth')
+    hook.before_train(runner)
+    assert list(hook.keep_ckpt_ids) == [20, 30]
+    assert runner.message_hub.get_info('keep_ckpt_ids') == [20, 30]
+    assert sorted(p.name for p in work.iterdir()) == ['epoch_10.pth', 'iter_20.pth',
+                                                       'iter_30.pth', 'iter_40.pth']
+    hook._save_checkpoint_with_step(runner, 40, dict(epoch=1, iter=40))
+    assert not (work / 'iter_20.pth').exists() and (work / 'iter_40.pth').exists()
+
+
+@pytest.mark.parametrize('kind', sorted(HOOKS))
+@pytest.mark.parametrize('source', ['outside', 'inside'])
+def test_published_keys_write_only_beside_checkpoints_of_the_run(kind, source, real_checkpoint,
+                                                                tmp_path):
+    """``published_keys`` writes ``<best>-<sha>.pth`` beside the best path: a restored best
+    path of a checkpoint resumed from another folder is ignored, so nothing is written
+    there; the run's own is published as upstream does."""
+    work, shipped = tmp_path / 'work', tmp_path / 'downloads'
+    for folder in (work, shipped):
+        folder.mkdir()
+        shutil.copyfile(real_checkpoint, folder / 'best_accuracy_top1_epoch_1.pth')
+    home = shipped if source == 'outside' else work
+    runner = _Resumed(work, _restored(real_checkpoint, best_ckpt=str(
+        home / 'best_accuracy_top1_epoch_1.pth')), home / 'best_accuracy_top1_epoch_1.pth')
+    hook = _hook(kind, interval=1, save_best='accuracy/top1', rule='greater',
+                 published_keys=['meta', 'state_dict'])
+    hook.before_train(runner)
+    hook.after_train(runner)
+    hook._publish_model(runner, str(shipped / 'best_accuracy_top1_epoch_1.pth'))
+    assert sorted(p.name for p in shipped.iterdir()) == ['best_accuracy_top1_epoch_1.pth']
+    published = list(work.glob('best_accuracy_top1_epoch_1-*.pth'))
+    assert len(published) == (source == 'inside'), published
+
+
+def test_plain_runner_ignores_the_ids_of_a_shipped_folder(trainer, digits, tmp_path,
+                                                          real_checkpoint, clean_env):
+    """F3 through a real Runner with mmengine's plain CheckpointHook: a genuine checkpoint
+    shipped in a folder with junk ``epoch_0.pth`` beside it passes the loader's check (its
+    ids name files of its folder), but the user's own ``epoch_0.pth`` of the work dir stays.
+    (The payload ``keep_ckpt_ids_shipped_epoch_1`` runs the same through the matrix.)"""
+    shipped, work = tmp_path / 'downloads', tmp_path / 'work'
+    shipped.mkdir()
+    work.mkdir()
+    (shipped / 'epoch_0.pth').write_bytes(b'junk')
+    (work / 'epoch_0.pth').write_bytes(b'MINE')
+    evil = _resealed(real_checkpoint, shipped / 'epoch_1.pth', **{'info.keep_ckpt_ids': [0, 1]})
+    assert load_checkpoint_file(evil)['message_hub']['runtime_info']['keep_ckpt_ids'] == [0, 1]
+    _plain_runner(trainer, work, digits, evil,
+                  **{'default_hooks.checkpoint.max_keep_ckpts': 1}).train()
+    _resumed_epoch_2(work)
+    assert (work / 'epoch_0.pth').read_bytes() == b'MINE'
+    assert (shipped / 'epoch_0.pth').exists()
+
+
+def test_plain_runner_without_the_hook_check_deletes_the_users_file(
+        trainer, digits, tmp_path, real_checkpoint, clean_env, monkeypatch):
+    """The test above can fail: with the loader's check on but mmengine's CheckpointHook
+    as upstream wrote it, the user's ``epoch_0.pth`` is deleted."""
+    _unpatch_checkpoint_hook(monkeypatch)
+    shipped, work = tmp_path / 'downloads', tmp_path / 'work'
+    shipped.mkdir()
+    work.mkdir()
+    (shipped / 'epoch_0.pth').write_bytes(b'junk')
+    (work / 'epoch_0.pth').write_bytes(b'MINE')
+    evil = _resealed(real_checkpoint, shipped / 'epoch_1.pth', **{'info.keep_ckpt_ids': [0, 1]})
+    _plain_runner(trainer, work, digits, evil,
+                  **{'default_hooks.checkpoint.max_keep_ckpts': 1}).train()
+    assert not (work / 'epoch_0.pth').exists()
+
+
+def test_train_and_resume_without_max_keep_ckpts(trainer, digits, tmp_path, clean_env):
+    """mmengine's default ``max_keep_ckpts=-1`` (mmdet / mmseg configs): tools/train.py's
+    SafeCheckpointHook saves, keeps every checkpoint and resumes."""
+    work = tmp_path / 'work'
+    keep_all = {'default_hooks.checkpoint.max_keep_ckpts': -1}
+    trainer.main([CFG, '--work-dir', str(work)] + tiny_options(digits, epochs=1, **keep_all))
+    trainer.main([CFG, '--work-dir', str(work), '--resume']
+                 + tiny_options(digits, epochs=2, **keep_all))
+    _resumed_epoch_2(work)
+    assert (work / 'epoch_1.pth').exists()
+    assert 'keep_ckpt_ids' not in load_checkpoint_file(str(work / 'epoch_2.pth'))[
+        'message_hub']['runtime_info']
 
 
 # ----------------------------------------------------------------------------- kill window

@@ -33,8 +33,8 @@ import numpy as np
 import pytest
 import torch
 
-from payloads_unpickling import (PAYLOADS, NewObj, Reduce, StoragePid, deflated,
-                                 forged_scalar, history_state, own_methods, pickle_checkpoint,
+from payloads_unpickling import (PAYLOADS, HexEncoded, NewObj, PidPickler, Reduce, StoragePid,
+                                 deflated, forged_scalar, history_state, own_methods, pickle_checkpoint,
                                  run_unprotected, scalar_function, storage_pickle,
                                  write_legacy, write_zip)
 
@@ -592,3 +592,214 @@ def test_real_checkpoint_passes_the_prescan(real_checkpoint, tmp_path):
                   legacy=True)
     assert load_checkpoint_file(legacy)['meta']['epoch'] == 1
 
+
+
+# ----------------------------------------------------------------------------- computed sizes
+
+NEW_ALLOCATIONS = ('alloc_codecs_doubling', 'alloc_nested_rebuild', 'alloc_typed_storage_view',
+                   'alloc_legacy_view_resize')
+
+
+@pytest.mark.parametrize('name', NEW_ALLOCATIONS)
+def test_computed_allocations_ask_the_old_loader_for_1_gib(name, tmp_path):
+    """Each of these small files makes torch's weights-only loader (without our gate) allocate
+    1 GiB (a memory-limited child reports the failed allocation)."""
+    payload = next(p for p in PAYLOADS if p.name == name)
+    path, marker = tmp_path / 'evil.pth', tmp_path / 'MARKER'
+    payload.build(path, marker, tmp_path / 'victim', '')
+    assert path.stat().st_size < 4096
+    payload.unprotected(path, marker, tmp_path / 'victim')
+    assert marker.exists(), name
+
+
+def prescan_refuses(tmp_path, value, error, match):
+    """``{'meta': value}`` (protocol 2) is refused by the prescan with ``error``."""
+    from mmvrwkv.engine.checkpoint.prescan import prescan_checkpoint
+    pickle_checkpoint(tmp_path / 'x.pth', pickle.dumps({'meta': value}, protocol=2))
+    with open(tmp_path / 'x.pth', 'rb') as f, pytest.raises(error, match=re.escape(match)):
+        prescan_checkpoint(f, str(tmp_path / 'x.pth'))
+    refused(tmp_path / 'x.pth', CheckpointError)
+
+
+def test_codecs_encode_only_makes_bytes_from_a_string_of_the_file(tmp_path):
+    import _codecs
+    for value in (HexEncoded(b'ab'), Reduce(_codecs.encode, ('ab', 'hex')),
+                  Reduce(_codecs.encode, ('ab', 'utf-16')), Reduce(_codecs.encode, ('ab',)),
+                  Reduce(_codecs.encode, (Reduce(complex, (1, 2)), 'latin1'))):
+        prescan_refuses(tmp_path, value, ResourceLimitError, '_codecs.encode(')
+    # bytes as protocol 2 writes them load (memoised texts included)
+    data = {'a': b'\x00\xffabc', 'b': b'\x00\xffabc', 'c': b''}
+    path = save(small_checkpoint(**data), tmp_path / 'ok.pth')
+    meta = load_checkpoint_file(path)['meta']
+    assert {k: meta[k] for k in data} == data
+
+
+def test_codecs_stand_in_refuses_other_codecs_without_the_prescan(tmp_path):
+    """Behind the prescan, the unpickler itself only has the narrow ``_codecs.encode`` while
+    our loader runs (in torch's default table, which it reads first); torch's own is back
+    afterwards."""
+    import _codecs
+    from torch._weights_only_unpickler import _get_allowed_globals
+    pickle_checkpoint(tmp_path / 'hex.pth', pickle.dumps({'meta': HexEncoded(b'ab')}, protocol=2))
+    with unpickling.stand_ins_registered():
+        assert _get_allowed_globals()['_codecs.encode'] is unpickling._latin1_bytes
+        with pytest.raises(unpickling.StandInRefusal, match="only \\(text, 'latin1'\\)"):
+            torch.load(tmp_path / 'hex.pth', weights_only=True)
+    assert _get_allowed_globals()['_codecs.encode'] is _codecs.encode
+    assert unpickling._latin1_bytes('a\xff', 'latin1') == b'a\xff'
+
+
+def rebuild_from_type(func, args, state=None, new_type=torch.Tensor):
+    return Reduce(torch._tensor._rebuild_from_type_v2, (func, new_type, args, state))
+
+
+def test_rebuild_from_type_takes_only_torch_helpers_and_no_state(tmp_path):
+    rebuild = torch._tensor._rebuild_from_type_v2
+    nested = rebuild_from_type(rebuild, (torch.FloatTensor, torch.Tensor, (1 << 28,), {}), {})
+    prescan_refuses(tmp_path, nested, ResourceLimitError, 'with the function '
+                    'torch._tensor._rebuild_from_type_v2')
+    prescan_refuses(tmp_path, rebuild_from_type(torch.FloatTensor, (8,)), ResourceLimitError,
+                    'torch.FloatTensor(...)')
+    prescan_refuses(tmp_path, rebuild_from_type(OrderedDict, ()), ResourceLimitError,
+                    'with the function collections.OrderedDict')
+    tensor = torch.arange(3.)
+    tensor.note = 'x'  # torch.save writes _rebuild_from_type_v2(..., {'note': 'x'})
+    parameter = torch.nn.Parameter(torch.arange(3.))
+    parameter.note = 'x'  # _rebuild_parameter_with_state(..., {'note': 'x'})
+    from mmvrwkv.engine.checkpoint.prescan import prescan_checkpoint
+    for value, match in ((tensor, 'the state a dict of 1 item'),
+                         (parameter, '_rebuild_parameter_with_state is given the state')):
+        path = save({'state_dict': {'w': value}}, tmp_path / 'attr.pth')
+        with open(path, 'rb') as f, pytest.raises(UnsafeCheckpointError, match=match):
+            prescan_checkpoint(f, path)
+        refused(path, match=match)
+
+
+def test_rebuild_from_type_state_cannot_set_attributes(tmp_path):
+    """The state of ``_rebuild_from_type_v2`` (``setattr`` on the result): only None or an
+    empty dict that stays empty; a type other than Tensor / Parameter is refused."""
+    inner = (StoragePid('0', 4, False), 0, (4,), (1,), False, OrderedDict())
+
+    def dumped(value):
+        buf = io.BytesIO()
+        PidPickler(buf, protocol=2).dump({'state_dict': {'w': value}})
+        return buf.getvalue()
+
+    from mmvrwkv.engine.checkpoint.prescan import prescan_checkpoint
+    cases = {
+        'the state a dict of 1 item': rebuild_from_type(torch._utils._rebuild_tensor_v2,
+                                                        inner, {'_built': True}),
+        'given the state (': rebuild_from_type(torch._utils._rebuild_tensor_v2, inner,
+                                              ({}, {'_value': 1})),
+        'makes a numpy.dtype': rebuild_from_type(torch._utils._rebuild_tensor_v2, inner,
+                                                 new_type=np.dtype),
+    }
+    for match, value in cases.items():
+        write_zip(tmp_path / 'x.pth', stored_records(dumped(value)))
+        with open(tmp_path / 'x.pth', 'rb') as f, pytest.raises(UnsafeCheckpointError,
+                                                                match=re.escape(match)):
+            prescan_checkpoint(f, str(tmp_path / 'x.pth'))
+    for state_ok in (None, {}):
+        value = rebuild_from_type(torch._utils._rebuild_tensor_v2, inner, state_ok)
+        write_zip(tmp_path / 'ok.pth', stored_records(dumped(value)))
+        with open(tmp_path / 'ok.pth', 'rb') as f:
+            prescan_checkpoint(f, str(tmp_path / 'ok.pth'))
+
+
+def test_a_dict_handed_to_a_rebuild_helper_stays_empty(tmp_path):
+    """Backward hooks (kept by the tensor) and a state, filled by SETITEM after the call."""
+    from mmvrwkv.engine.checkpoint.prescan import prescan_checkpoint
+    hooks = OrderedDict()
+    tensor = Reduce(torch._utils._rebuild_tensor_v2,
+                    (StoragePid('0', 4, False), 0, (4,), (1,), False, hooks))
+    buf = io.BytesIO()
+    PidPickler(buf, protocol=2).dump({'state_dict': {'w': tensor}})
+    raw = buf.getvalue()
+    # append ``top['x'] = hooks`` with ``hooks['a'] = 1`` after the tensor (BINGET its slot)
+    ops = list(pickletools_ops(raw))
+    after = ops_after(ops, 'collections OrderedDict')  # GLOBAL, BINPUT, ..., REDUCE, BINPUT
+    reduce_at = next(i for i, (name, _) in enumerate(after) if name == 'REDUCE')
+    slot = after[reduce_at + 1][1]
+    assert after[reduce_at + 1][0] == 'BINPUT'
+    tail = op_str('x') + b'h' + bytes([slot]) + op_str('a') + op_int(1) + b'ss'
+    patched = raw[:-1] + tail + b'.'  # (the top-level dict is on the stack before STOP)
+    write_zip(tmp_path / 'x.pth', stored_records(patched))
+    with open(tmp_path / 'x.pth', 'rb') as f, pytest.raises(
+            UnsafeCheckpointError, match='adds items to the backward hooks'):
+        prescan_checkpoint(f, str(tmp_path / 'x.pth'))
+    hooked = Reduce(torch._utils._rebuild_tensor_v2,
+                    (StoragePid('0', 4, False), 0, (4,), (1,), False, {'a': torch.device}))
+    buf = io.BytesIO()
+    PidPickler(buf, protocol=2).dump({'state_dict': {'w': hooked}})
+    write_zip(tmp_path / 'h.pth', stored_records(buf.getvalue()))
+    refused(tmp_path / 'h.pth', UnsafeCheckpointError, match='backward hooks')
+
+
+def pickletools_ops(raw):
+    import pickletools
+    for opcode, arg, _ in pickletools.genops(raw):
+        yield opcode.name, arg
+
+
+def ops_after(ops, global_arg):
+    start = next(i for i, (name, arg) in enumerate(ops) if arg == global_arg)
+    return ops[start:]
+
+
+def test_tensors_are_built_only_over_the_files_storages_and_inside_them(tmp_path):
+    for storage_call in (Reduce(torch.storage.TypedStorage, (1,)),
+                         Reduce(torch.UntypedStorage, (1 << 30,))):
+        value = Reduce(torch._utils._rebuild_tensor_v2,
+                       (storage_call, 0, (8,), (1,), False, OrderedDict()))
+        prescan_refuses(tmp_path, value, ResourceLimitError, 'torch.storage.')
+    prescan_refuses(tmp_path, Reduce(torch._utils._rebuild_tensor_v2,
+                                     (Reduce(complex, (1, 0)), 0, (8,), (1,), False,
+                                      OrderedDict())),
+                    ResourceLimitError, 'is given <a computed value> as its storage')
+    # a view past its storage: zip (torch refuses, not resizable) and legacy (resizable)
+    for offset, size, stride in ((0, (5,), (1,)), (1, (4,), (1,)), (0, (2, 2), (3, 1))):
+        tensor = Reduce(torch._utils._rebuild_tensor_v2,
+                        (StoragePid('0', 4, False), offset, size, stride, False, OrderedDict()))
+        buf = io.BytesIO()
+        PidPickler(buf, protocol=2).dump({'state_dict': {'w': tensor}})
+        write_zip(tmp_path / 'zip.pth', stored_records(buf.getvalue()))
+        refused(tmp_path / 'zip.pth', ResourceLimitError, match='which holds 4')
+    write_legacy(tmp_path / 'leg.pth', storage_pickle(4, legacy=True, shown=5), [(4, bytes(4))])
+    refused(tmp_path / 'leg.pth', ResourceLimitError, match='spans 5 bytes')
+    # a shape that fits exactly, and an empty one, load
+    for size, stride in (((2, 2), (2, 1)), ((0, 9), (9, 1))):
+        tensor = Reduce(torch._utils._rebuild_tensor_v2,
+                        (StoragePid('0', 4, False), 0, size, stride, False, OrderedDict()))
+        buf = io.BytesIO()
+        PidPickler(buf, protocol=2).dump({'state_dict': {'w': tensor}})
+        write_zip(tmp_path / 'ok.pth', stored_records(buf.getvalue()))
+        assert load_checkpoint_file(str(tmp_path / 'ok.pth'))['state_dict']['w'].shape == size
+
+
+def test_build_on_a_tensor_is_refused(tmp_path):
+    """``BUILD`` on a rebuilt tensor is ``Tensor.set_(*state)`` (a legacy storage is resized
+    to the view); torch.save never writes it."""
+    tensor = Reduce(torch._utils._rebuild_tensor_v2,
+                    (StoragePid('0', 4, False), 0, (1,), (1,), False, OrderedDict()),
+                    (StoragePid('0', 4, False), 0, (1 << 30,), (1,)))
+    buf = io.BytesIO()
+    PidPickler(buf, protocol=2).dump({'state_dict': {'w': tensor}})
+    write_zip(tmp_path / 'z.pth', stored_records(buf.getvalue()))
+    refused(tmp_path / 'z.pth', UnsafeCheckpointError, match='BUILD')
+
+
+def test_stand_ins_cannot_be_marked_built_from_outside():
+    """torch sets attributes from the file with ``setattr`` (``_set_obj_state``) or through
+    ``__dict__``: a stand-in has no ``__dict__`` and refuses ``setattr``."""
+    stand_ins = [unpickling._DtypeStandIn('f8', False, True), unpickling._ArrayStandIn._blank(),
+                 unpickling._HistoryBufferStandIn()]
+    for stand_in in stand_ins:
+        assert not hasattr(stand_in, '__dict__')
+        for attempt in (lambda: setattr(stand_in, '_built', True),
+                        lambda: torch._utils._set_obj_state(stand_in, {'_value': 1}),
+                        lambda: torch._utils._set_obj_state(stand_in, (None, {'_built': True})),
+                        lambda: delattr(stand_in, '_built')):
+            with pytest.raises(unpickling.StandInRefusal, match='attribute'):
+                attempt()
+        with pytest.raises(unpickling.StandInRefusal, match='before its BUILD'):
+            stand_in.value()

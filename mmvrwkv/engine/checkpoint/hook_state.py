@@ -18,6 +18,14 @@ folder, not a symlink) in the folder of the checkpoint being loaded, which is th
 they are distinct ints that name existing checkpoints of that folder, through the loaded
 file's own name pattern (``epoch_{}.pth``), none newer than the loaded checkpoint itself.
 Everything else is dropped with a warning that names the key and the value.
+
+The loader knows only the loaded file's folder; the hook acts in its ``out_dir`` through its
+own ``filename_tmpl``. So the hooks check again at use time (the second half of this module,
+used by mmengine's ``CheckpointHook`` as patched by ``upstream.install_upstream_patches`` and
+so by every subclass, ``SafeCheckpointHook`` included): restored ids and best paths are
+ignored when the run resumed from a checkpoint outside ``out_dir``, ids are read through the
+hook's template up to the resumed step, and every removal and published path is checked right
+before (:func:`checked_checkpoint_path`) and acted on only as the checked path.
 """
 import contextlib
 import logging
@@ -251,6 +259,11 @@ def remove_checkpoint(hook: Any, path: str) -> bool:
         elif backend.isdir(path):
             backend.rmtree(path)
         return True
+    return _remove_local(hook, path)
+
+
+def _remove_local(hook: Any, path: str) -> bool:
+    """The local removal of :func:`remove_checkpoint`."""
     checked = checked_checkpoint_path(path, hook.out_dir, allow_dir=True)
     if checked is None:
         try:
@@ -285,10 +298,10 @@ def checked_removals(hook: Any) -> Iterator[None]:
             return getattr(backend, name)
 
         def remove(self, path: str) -> None:
-            remove_checkpoint(hook, path)
+            _remove_local(hook, path)
 
         def rmtree(self, path: str) -> None:
-            remove_checkpoint(hook, path)
+            _remove_local(hook, path)
 
     hook.file_backend = Checking()
     try:

@@ -264,11 +264,38 @@ class _Global(NamedTuple):
     name: str
 
 
+class _Storage(NamedTuple):
+    """A storage of the file (the result of a persistent id): the elements of ``dtype`` a
+    tensor over it may span (a legacy view: the view's own size)."""
+    key: str
+    dtype: torch.dtype
+    elements: int
+
+
+class _Dict:
+    """A dict the pickle builds (``{}`` or ``OrderedDict()``), with its number of items.
+
+    ``frozen`` names the use (hooks, state) once the dict went into a call that must get an
+    empty one: adding items later (the callee keeps a reference) is refused too.
+    """
+
+    __slots__ = ('items', 'frozen')
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.frozen: Optional[str] = None
+
+
+class _TensorValue:
+    """The result of a tensor rebuild helper (a tensor or Parameter)."""
+
+
 class _Opaque:
-    """A value the scan does not track (dicts, call results, tensors)."""
+    """A value the scan does not track (other call results, numpy objects)."""
 
 
 _OPAQUE = _Opaque()
+_TENSOR = _TensorValue()
 
 
 class _BoundedReader:
@@ -343,7 +370,9 @@ def _scan_pickle(reader: _BoundedReader, filename: str,
             stack.append(arg)
         elif name == 'EMPTY_LIST':
             stack.append([])
-        elif name in ('EMPTY_DICT', 'EMPTY_SET'):
+        elif name == 'EMPTY_DICT':
+            stack.append(_Dict())
+        elif name == 'EMPTY_SET':
             stack.append(_OPAQUE)
         elif name in ('GLOBAL', 'STACK_GLOBAL'):
             if name == 'GLOBAL':
@@ -374,28 +403,34 @@ def _scan_pickle(reader: _BoundedReader, filename: str,
             items = pop_mark()
             if stack and isinstance(stack[-1], list):
                 stack[-1].extend(items)
-        elif name == 'SETITEM':
-            pop(), pop()
+        elif name in ('SETITEM', 'SETITEMS'):
+            added = 1 if name == 'SETITEM' else len(pop_mark()) // 2
+            if name == 'SETITEM':
+                pop(), pop()
             if not stack:
-                raise corrupt('SETITEM finds no dict')
-        elif name == 'SETITEMS':
-            pop_mark()
-            if not stack:
-                raise corrupt('SETITEMS finds no dict')
+                raise corrupt(f'{name} finds no dict')
+            if isinstance(stack[-1], _Dict):
+                _grow_dict(stack[-1], added, filename)
         elif name == 'BUILD':
             pop()
             if not stack:
                 raise corrupt('BUILD finds no object')
+            if stack[-1] is _TENSOR:
+                raise UnsafeCheckpointError(
+                    f'{filename}: refused to load: the pickle sets the state of a tensor with '
+                    'BUILD (Tensor.set_ with storage, offset, size, stride from the file, which '
+                    'can resize a storage); torch.save never writes it')
+            if isinstance(stack[-1], _Dict):
+                _grow_dict(stack[-1], 0, filename)
         elif name in ('REDUCE', 'NEWOBJ'):
             args, func = pop(), pop()
-            _check_call(func, args, filename)
-            stack.append(_OPAQUE)
+            stack.append(_check_call(func, args, filename))
         elif name == 'BINPERSID':
             pid = pop()
-            decoded = _decode_pid(pid, filename, legacy)
+            decoded, span = _decode_pid(pid, filename, legacy)
             if main:
                 check_storage(decoded)
-            stack.append(_OPAQUE)
+            stack.append(_Storage(decoded.key, decoded.dtype, span))
         elif name in ('BINPUT', 'LONG_BINPUT', 'MEMOIZE'):
             if not stack:
                 raise corrupt('a memo opcode finds an empty stack')
@@ -432,37 +467,215 @@ def _tensor_class_names() -> frozenset:
     return frozenset(names)
 
 
-def _check_call(func: Any, args: Any, filename: str) -> None:
-    """Refuse calls that allocate what the pickle states: a tensor class called directly, or
-    through ``_rebuild_from_type_v2(func, type, args, state)``; and any ``getattr`` but
+#: The rebuild helpers torch.save writes for a dense CPU tensor or a Parameter, and so the
+#: only ``func`` of ``_rebuild_from_type_v2(func, type, args, state)`` accepted.
+_REBUILD_FUNCS = frozenset({'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_parameter',
+                            'torch._utils._rebuild_parameter_with_state'})
+#: Rebuild helpers over a storage of the file: ``(storage, offset, size, stride, ...)``.
+_TENSOR_OVER_STORAGE = frozenset({'torch._utils._rebuild_tensor', 'torch._utils._rebuild_tensor_v2',
+                                  'torch._utils._rebuild_tensor_v3'})
+#: Every global whose call returns a tensor.
+_TENSOR_RESULTS = _TENSOR_OVER_STORAGE | _REBUILD_FUNCS | {
+    _REBUILD_FROM_TYPE, 'torch.nn.parameter.Parameter',
+    'torch._utils._rebuild_meta_tensor_no_storage'}
+_CODECS_ENCODE = '_codecs.encode'
+
+
+def _storage_class_names() -> frozenset:
+    """The storage classes on torch's list that can be called (``TypedStorage(n)`` and
+    ``UntypedStorage(n)`` allocate n elements; the legacy names are inert wrappers)."""
+    return frozenset(f'{c.__module__}.{c.__name__}'
+                     for c in (torch.storage.TypedStorage, torch.storage.UntypedStorage))
+
+
+def _check_call(func: Any, args: Any, filename: str) -> Any:
+    """Refuse a call that allocates what the pickle states, or sets state it should not;
+    return the symbolic result (a :class:`_Dict` for ``OrderedDict()``, :data:`_TENSOR` for a
+    rebuild helper, else :data:`_OPAQUE`).
+
+    Refused: a tensor or storage class called directly (``torch.Tensor(n)``,
+    ``TypedStorage(n)``); ``_codecs.encode`` other than ``(text, 'latin1')``, which is how
+    protocol 2 writes bytes; ``_rebuild_from_type_v2`` with a ``func`` other than torch's own
+    rebuild helpers, a type other than Tensor / Parameter, or a state (its attributes would
+    be set on the result); a tensor rebuilt over anything but a storage of the file, or
+    spanning more than it; backward hooks other than an empty dict; and any ``getattr`` but
     mmengine's ``getattr(HistoryBuffer, <statistics method>)`` (the stand-in refuses it too,
-    but only when the unpickler gets there)."""
-    callee = func
-    if (isinstance(func, _Global) and func.name == _REBUILD_FROM_TYPE
-            and isinstance(args, tuple) and args):
-        callee, args = args[0], args[2] if len(args) > 2 else None
-    if not isinstance(callee, _Global):
-        return
-    if callee.name in _tensor_class_names():
+    but only when the unpickler gets there).
+    """
+    if not isinstance(func, _Global):
+        return _OPAQUE
+    name = func.name
+    if name in _tensor_class_names() or name in _storage_class_names():
         raise ResourceLimitError(
-            f'{filename}: refused: the pickle calls {callee.name}(...), which allocates a '
-            'tensor of a size the file states without storing it (torch.save never writes '
-            'such a call)')
-    if callee.name == 'builtins.getattr':
-        ok = (isinstance(args, tuple) and len(args) == 2
-              and isinstance(args[0], _Global) and args[0].name == _HISTORY_BUFFER
-              and type(args[1]) is str and args[1] in HISTORY_BUFFER_METHODS)
-        if not ok:
-            what = (', '.join(map(_describe, args)) if isinstance(args, tuple)
-                    else _describe(args))
-            raise UnsafeCheckpointError(
-                f'{filename}: refused to load: refused getattr({what}): the only attribute '
-                "look-ups a checkpoint may make are mmengine HistoryBuffer's statistics "
-                f'methods ({", ".join(HISTORY_BUFFER_METHODS)})')
+            f'{filename}: refused: the pickle calls {name}(...), which allocates a '
+            f'{"tensor" if "Storage" not in name else "storage"} of a size the file states '
+            'without storing it (torch.save never writes such a call)')
+    if name == _CODECS_ENCODE:
+        _check_encode(args, filename)
+    elif name == 'builtins.getattr':
+        _check_getattr(args, filename)
+    elif name == _REBUILD_FROM_TYPE:
+        _check_rebuild_from_type(args, filename)
+    elif name in _TENSOR_OVER_STORAGE:
+        _check_tensor_over_storage(name, args, filename)
+    elif name in ('torch._utils._rebuild_parameter', 'torch._utils._rebuild_parameter_with_state'):
+        if not isinstance(args, tuple) or len(args) != (3 if name.endswith('parameter') else 4):
+            raise _not_as_torch_writes(name, args, filename)
+        _freeze_empty(args[2], f'the backward hooks of {name}', filename)
+        if len(args) == 4:
+            _check_state(args[3], name, filename)
+    if name == 'collections.OrderedDict' and args == ():
+        return _Dict()
+    return _TENSOR if name in _TENSOR_RESULTS else _OPAQUE
 
 
-def _decode_pid(pid: Any, filename: str, legacy: bool) -> StoragePid:
-    """``('storage', StorageType, key, location, numel)`` (legacy: ``+ (view_metadata,)``)."""
+def _not_as_torch_writes(name: str, args: Any, filename: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f'{filename}: refused: {name}{_describe_args(args)} is not a call as torch.save '
+        'writes it')
+
+
+def _describe_args(args: Any) -> str:
+    if isinstance(args, tuple):
+        return '(' + ', '.join(map(_describe, args)) + ')'
+    return f'(*{_describe(args)})'
+
+
+def _check_encode(args: Any, filename: str) -> None:
+    """``_codecs.encode(text, 'latin1')`` with ``text`` a string of the pickle: its result is
+    as long as the text the file stores. Any other codec ('hex' doubles, and its result can
+    be encoded again) or a computed argument is refused."""
+    ok = (isinstance(args, tuple) and len(args) == 2 and type(args[0]) is str
+          and type(args[1]) is str and args[1] == 'latin1')
+    if not ok:
+        raise ResourceLimitError(
+            f'{filename}: refused: the pickle calls {_CODECS_ENCODE}{_describe_args(args)}; '
+            "the only call torch.save writes is _codecs.encode(<a string of the file>, "
+            "'latin1') (bytes in pickle protocol 2). Another codec, or a computed argument, "
+            'can make the result any multiple of what the file stores')
+
+
+def _check_getattr(args: Any, filename: str) -> None:
+    ok = (isinstance(args, tuple) and len(args) == 2
+          and isinstance(args[0], _Global) and args[0].name == _HISTORY_BUFFER
+          and type(args[1]) is str and args[1] in HISTORY_BUFFER_METHODS)
+    if not ok:
+        what = (', '.join(map(_describe, args)) if isinstance(args, tuple)
+                else _describe(args))
+        raise UnsafeCheckpointError(
+            f'{filename}: refused to load: refused getattr({what}): the only attribute '
+            "look-ups a checkpoint may make are mmengine HistoryBuffer's statistics "
+            f'methods ({", ".join(HISTORY_BUFFER_METHODS)})')
+
+
+def _check_rebuild_from_type(args: Any, filename: str) -> None:
+    """``_rebuild_from_type_v2(func, new_type, args, state)`` calls ``func(*args)`` and sets
+    ``state`` as attributes of the result; only torch's own helpers and no state pass."""
+    if not isinstance(args, tuple) or len(args) != 4:
+        raise _not_as_torch_writes(_REBUILD_FROM_TYPE, args, filename)
+    func, new_type, inner, state = args
+    if isinstance(func, _Global) and func.name in _tensor_class_names():
+        raise ResourceLimitError(
+            f'{filename}: refused: the pickle calls {func.name}(...) (through '
+            f'{_REBUILD_FROM_TYPE}), which allocates a tensor of a size the file states '
+            'without storing it (torch.save never writes such a call)')
+    if not (isinstance(func, _Global) and func.name in _REBUILD_FUNCS):
+        raise ResourceLimitError(
+            f'{filename}: refused: the pickle calls {_REBUILD_FROM_TYPE} with the function '
+            f'{_describe(func)}; torch.save writes it only with '
+            f'{", ".join(sorted(_REBUILD_FUNCS))} (anything else, {_REBUILD_FROM_TYPE} itself '
+            'included, can hide a call that allocates what the file does not store)')
+    if not (isinstance(new_type, _Global)
+            and new_type.name in ('torch.Tensor', 'torch.nn.parameter.Parameter')):
+        raise UnsafeCheckpointError(
+            f'{filename}: refused to load: {_REBUILD_FROM_TYPE} makes a '
+            f'{_describe(new_type)}; a checkpoint holds torch.Tensor and Parameter only')
+    _check_state(state, _REBUILD_FROM_TYPE, filename)
+    _check_call(func, inner, filename)
+
+
+def _check_state(state: Any, name: str, filename: str) -> None:
+    """The state argument of a rebuild helper (set as attributes of the tensor: a checkpoint
+    tensor has none, and structure refuses tensors with Python attributes anyway)."""
+    if state is None:
+        return
+    if isinstance(state, _Dict) and not state.items and state.frozen is None:
+        state.frozen = f'the state of {name}'
+        return
+    raise UnsafeCheckpointError(
+        f'{filename}: refused to load: {name} is given the state {_describe(state)}, which '
+        'it would set as attributes of the tensor; checkpoint tensors carry no attributes, '
+        'so the state must be None or empty')
+
+
+def _freeze_empty(value: Any, what: str, filename: str) -> None:
+    """``value`` must be an empty dict (``OrderedDict()``, as torch writes backward hooks),
+    and stays empty."""
+    if isinstance(value, _Dict) and not value.items and value.frozen is None:
+        value.frozen = what
+        return
+    raise UnsafeCheckpointError(
+        f'{filename}: refused to load: {what} are {_describe(value)}; torch.save writes an '
+        'empty OrderedDict() (hooks are never saved)')
+
+
+def _grow_dict(target: _Dict, added: int, filename: str) -> None:
+    """Items (or a BUILD) for a dict the pickle already handed to a rebuild helper."""
+    if target.frozen is not None:
+        raise UnsafeCheckpointError(
+            f'{filename}: refused to load: the pickle adds items to {target.frozen} after '
+            'the call (the tensor keeps the dict); torch.save writes it empty')
+    target.items += max(added, 1)
+
+
+def _check_tensor_over_storage(name: str, args: Any, filename: str) -> None:
+    """``_rebuild_tensor[_v2|_v3](storage, offset, size, stride, ...)``: a storage of the file,
+    and a view inside it (``Tensor.set_`` resizes a resizable storage to fit the view: the
+    legacy format's storages are resizable, so the size would be allocated)."""
+    width = {'torch._utils._rebuild_tensor': (4,), 'torch._utils._rebuild_tensor_v2': (6, 7),
+             'torch._utils._rebuild_tensor_v3': (7, 8)}[name]
+    if not isinstance(args, tuple) or len(args) not in width:
+        raise _not_as_torch_writes(name, args, filename)
+    storage, offset, size, stride = args[:4]
+    if not isinstance(storage, _Storage):
+        raise ResourceLimitError(
+            f'{filename}: refused: {name} is given {_describe(storage)} as its storage; a '
+            'tensor may only be built over a storage the file stores (a persistent id), '
+            'never over one the pickle makes (TypedStorage(n) allocates n elements)')
+    plain = (type(offset) is int and offset >= 0 and type(size) is tuple
+             and type(stride) is tuple and len(size) == len(stride)
+             and all(type(v) is int and v >= 0 for v in size + stride))
+    if not plain:
+        raise _not_as_torch_writes(name, args, filename)
+    dtype = storage.dtype  # v2 and v1: the tensor has the storage's dtype
+    if name == 'torch._utils._rebuild_tensor_v3':  # over an untyped storage, dtype given
+        dtype = _dtype_of(args[6])
+        if dtype is None:
+            raise _not_as_torch_writes(name, args, filename)
+    span = 0 if 0 in size else offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+    needed = span * torch._utils._element_size(dtype)
+    holds = storage.elements * torch._utils._element_size(storage.dtype)
+    if needed > holds:
+        raise ResourceLimitError(
+            f'{filename}: refused: a tensor of shape {list(size)} (stride {list(stride)}, '
+            f'offset {offset}) spans {needed} bytes of storage {storage.key!r}, which holds '
+            f'{holds}; torch would resize the storage to the view (allocating what the file '
+            'does not store) or refuse it')
+    if len(args) > 4:
+        _freeze_empty(args[5], f'the backward hooks of {name}', filename)
+
+
+def _dtype_of(value: Any) -> Optional[torch.dtype]:
+    if not isinstance(value, _Global):
+        return None
+    from torch._weights_only_unpickler import _get_allowed_globals
+    obj = _get_allowed_globals().get(value.name)
+    return obj if isinstance(obj, torch.dtype) else None
+
+
+def _decode_pid(pid: Any, filename: str, legacy: bool) -> Tuple[StoragePid, int]:
+    """``('storage', StorageType, key, location, numel)`` (legacy: ``+ (view_metadata,)``),
+    and the elements a tensor over it may span (``numel``; a legacy view: its size)."""
     def undecodable(why: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(
             f'{filename}: refused: the persistent id {_describe(pid)} is not a storage '
@@ -484,13 +697,16 @@ def _decode_pid(pid: Any, filename: str, legacy: bool) -> StoragePid:
         raise undecodable('the key or the location is not a string')
     if type(numel) is not int or numel < 0:
         raise undecodable(f'the element count {_describe(numel)} is not a non-negative int')
+    span = numel
     if legacy:
         view = pid[5]
         if view is not None and not (isinstance(view, tuple) and len(view) == 3
                                      and isinstance(view[0], str)
                                      and all(type(v) is int and v >= 0 for v in view[1:])):
             raise undecodable('the view metadata is neither None nor (key, offset, size)')
-    return StoragePid(key, dtype, numel)
+        if view is not None:
+            span = view[2]
+    return StoragePid(key, dtype, numel), span
 
 
 def _storage_dtype(storage_type: Any) -> Optional[torch.dtype]:
@@ -511,6 +727,12 @@ def _describe(value: Any) -> str:
         return value.name
     if value is _OPAQUE:
         return '<a computed value>'
+    if value is _TENSOR:
+        return '<a tensor>'
+    if isinstance(value, _Storage):
+        return f'<storage {value.key!r}>'
+    if isinstance(value, _Dict):
+        return f'a dict of {value.items} item(s)' if value.items else 'an empty dict'
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + '...'
 

@@ -25,12 +25,17 @@ table. So each of these global names is answered by a stand-in of ours:
   ``_statistics_methods``, which a later ``deepcopy`` would copy into the class table).
 - ``builtins.bytes`` -> :func:`_empty_bytes`: only ``bytes()``, which is how protocol 2
   writes ``b''`` (the data of an empty array).
+- ``_codecs.encode`` -> :func:`_latin1_bytes`: only ``encode(text, 'latin1')``, which is how
+  protocol 2 writes other bytes (the data of arrays and scalars): the result is as long as the
+  text the file stores. This one is on torch's *default* list, which the unpickler consults
+  first, so :func:`stand_ins_registered` swaps it in torch's (cached) default table too.
 - ``builtins.getattr`` -> :func:`_history_buffer_method`: only ``getattr(HistoryBuffer,
   name)`` for mmengine's own four statistics methods, answered with an inert token (never a
   function a rebuild helper could call); the names come from a fixed tuple, never from the
   live table, so an earlier BUILD cannot widen them.
 
-A stand-in refuses a second BUILD and use before its BUILD. Because a BUILD mutates the
+A stand-in refuses a second BUILD, use before its BUILD and any ``setattr`` (it has no
+``__dict__``; only its own BUILD fills its slots). Because a BUILD mutates the
 object on the unpickler's stack, arrays, dtypes and buffers come out of ``torch.load`` as
 stand-ins; :func:`resolve_stand_ins` then replaces them by the real numpy / mmengine objects
 in one walk over the result (cycles and nesting deeper than :data:`MAX_DEPTH` are refused).
@@ -39,6 +44,7 @@ The stand-ins are on torch's allow-list only inside :func:`stand_ins_registered`
 while :func:`.loading.load_checkpoint_file` runs), never process-wide: a direct
 ``torch.load`` elsewhere would otherwise get stand-ins instead of numpy objects.
 """
+import _codecs
 import builtins
 import contextlib
 import math
@@ -80,13 +86,31 @@ class StandInRefusal(Exception):
 # ------------------------------------------------------------------------- base
 
 class _StandIn:
-    """Receives exactly one BUILD and then holds the real object it stands for."""
+    """Receives exactly one BUILD and then holds the real object it stands for.
 
+    It has no ``__dict__`` (``__slots__``) and refuses ``setattr``: torch sets attributes
+    from the file on what it builds (``_rebuild_from_type_v2``'s state, a BUILD without
+    ``__setstate__``), and nothing from the file may mark a stand-in as built or give it a
+    value. Only :meth:`_set` (our own code) writes its slots.
+    """
+
+    __slots__ = ('_built', '_value')
     _global = '?'  # the global name it answers, for messages
 
     def _init_stand_in(self) -> None:
-        self._built = False
-        self._value: Any = None
+        self._set(_built=False, _value=None)
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise StandInRefusal(f'{self._global}: refused to set the attribute {name!r} (a '
+                             'checkpoint sets the state of a numpy object or HistoryBuffer '
+                             'only with one BUILD)')
+
+    def __delattr__(self, name: str) -> None:
+        raise StandInRefusal(f'{self._global}: refused to delete the attribute {name!r}')
 
     def __init__(self, *args: Any) -> None:  # REDUCE calls cls(*args): __new__ did the work
         pass
@@ -95,8 +119,7 @@ class _StandIn:
         if self._built:
             raise StandInRefusal(f'{self._global}: a second BUILD on the same object (the '
                                  'state of a numpy object or HistoryBuffer is set once)')
-        self._value = self._build(state)
-        self._built = True
+        self._set(_value=self._build(state), _built=True)
 
     def _build(self, state: Any) -> Any:
         raise NotImplementedError
@@ -132,6 +155,7 @@ class _DtypeStandIn(_StandIn):
     """``numpy.dtype``: REDUCE ``(typestr, align, copy)``, then BUILD with the state tuple
     ``(3, byteorder, None, None, None, -1, -1, 0)`` (version 4 adds ``None`` metadata)."""
 
+    __slots__ = ('_typestr',)
     _global = 'numpy.dtype'
 
     def __new__(cls, *args: Any) -> '_DtypeStandIn':
@@ -143,7 +167,7 @@ class _DtypeStandIn(_StandIn):
                 'object, string and datetime dtypes are refused')
         self = object.__new__(cls)
         self._init_stand_in()
-        self._typestr = args[0]
+        self._set(_typestr=args[0])
         return self
 
     def _build(self, state: Any) -> np.dtype:
@@ -168,6 +192,7 @@ class _ArrayStandIn(_StandIn):
     """``numpy.ndarray``, made by :func:`_reconstruct`; BUILD with
     ``(1, shape, dtype, is_fortran, raw_bytes)``."""
 
+    __slots__ = ()
     _global = 'numpy.ndarray'
 
     def __new__(cls, *args: Any) -> '_ArrayStandIn':
@@ -222,6 +247,20 @@ def _scalar(dtype: Any, data: Any = None) -> np.generic:
     return np.frombuffer(data, dtype=dtype)[0]
 
 
+def _latin1_bytes(*args: Any) -> bytes:
+    """``_codecs.encode``: pickle protocol 2 writes ``b'...'`` as ``encode('...', 'latin1')``,
+    with the text stored in the file, so the result is as long as that text. Any other codec
+    (``'hex'`` doubles the length, and a pickle can encode the result again) is refused."""
+    if not (len(args) == 2 and type(args[0]) is str and type(args[1]) is str
+            and args[1] == 'latin1'):
+        shown = ', '.join(_short.repr(a) if isinstance(a, (str, bytes)) else type(a).__name__
+                          for a in args)
+        raise StandInRefusal(f"_codecs.encode({shown}): only (text, 'latin1'), as pickle "
+                             'writes bytes; another codec can make the result any multiple of '
+                             'what the file stores')
+    return args[0].encode('latin-1')
+
+
 def _empty_bytes(*args: Any) -> bytes:
     """``builtins.bytes``: pickle protocol 2 writes ``b''`` as ``bytes()`` (the data of an
     empty array); nothing else."""
@@ -248,6 +287,7 @@ class _HistoryBufferStandIn(_StandIn):
     """``mmengine.logging.history_buffer.HistoryBuffer``: NEWOBJ with no arguments, then BUILD
     with the instance dict mmengine's ``__getstate__`` writes."""
 
+    __slots__ = ()
     _global = 'mmengine.logging.history_buffer.HistoryBuffer'
     _KEYS = ('max_length', '_log_history', '_count_history')
 
@@ -340,7 +380,8 @@ def mmengine_safe_globals() -> List[Tuple[Any, str]]:
     """
     entries = [(_DtypeStandIn, 'numpy.dtype'), (_ArrayStandIn, 'numpy.ndarray'),
                (_HistoryBufferStandIn, 'mmengine.logging.history_buffer.HistoryBuffer'),
-               (_history_buffer_method, 'builtins.getattr'), (_empty_bytes, 'builtins.bytes')]
+               (_history_buffer_method, 'builtins.getattr'), (_empty_bytes, 'builtins.bytes'),
+               (_latin1_bytes, '_codecs.encode')]
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         entries += [(_reconstruct, f'{module}._reconstruct'), (_scalar, f'{module}.scalar')]
     return entries
@@ -360,7 +401,7 @@ def _replaced_objects() -> Set[int]:
     except ImportError:  # numpy 1
         from numpy.core import multiarray
     objects: List[Any] = [np.dtype, np.ndarray, multiarray._reconstruct, multiarray.scalar,
-                          HistoryBuffer, bytes]
+                          HistoryBuffer, bytes, _codecs.encode]
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
         objects += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
@@ -370,13 +411,34 @@ def _replaced_objects() -> Set[int]:
 _LOCK = threading.RLock()
 
 
+def _torch_default_table() -> Dict[str, Any]:
+    """torch's default allow-list: the dict its weights-only unpickler reads (cached by torch,
+    and consulted *before* the list of ``add_safe_globals``)."""
+    from torch._weights_only_unpickler import _get_allowed_globals
+    return _get_allowed_globals()
+
+
+@contextlib.contextmanager
+def _defaults_replaced(ours: List[Tuple[Any, str]]) -> Iterator[None]:
+    """Our stand-ins in place of the entries of torch's default table with the same names
+    (``_codecs.encode``), restored afterwards."""
+    table = _torch_default_table()
+    saved = {name: table[name] for _, name in ours if name in table}
+    table.update((name, obj) for obj, name in ours if name in saved)
+    try:
+        yield
+    finally:
+        table.update(saved)
+
+
 @contextlib.contextmanager
 def stand_ins_registered() -> Iterator[None]:
     """Put the stand-ins on torch's allow-list for the duration of one load, then restore the
     list exactly as it was.
 
-    Entries other code registered under the same names, or for the real objects the stand-ins
-    replace, are left out meanwhile (torch would otherwise pick one of two entries of a name
+    A name also on torch's default list (``_codecs.encode``) is replaced there too, since the
+    unpickler looks there first. Entries other code registered under the same names, or for
+    the real objects the stand-ins replace, are left out meanwhile (torch would otherwise pick one of two entries of a name
     at random). If the real ``builtins.getattr`` is on the list, nothing is loaded: with it a
     file can reach any module's globals. (torch's list is process-wide: a load in another
     thread meanwhile sees the stand-ins, and an entry another thread adds meanwhile is
@@ -398,7 +460,8 @@ def stand_ins_registered() -> Iterator[None]:
         serialization.clear_safe_globals()
         serialization.add_safe_globals(kept + ours)
         try:
-            yield
+            with _defaults_replaced(ours):
+                yield
         finally:
             serialization.clear_safe_globals()
             serialization.add_safe_globals(before)

@@ -1,6 +1,6 @@
 """Upstream callers made safe for mmvrwkv models (installed by ``import mmvrwkv``).
 
-Two things upstream does with a checkpoint that mmvrwkv does not let happen:
+Three things upstream does with a checkpoint that mmvrwkv does not let happen:
 
 * **Building a model from the config text in a checkpoint.** mmengine's ``BaseInferencer``
   with ``model=None`` (``DetInferencer(model=None, weights=CKPT)``,
@@ -20,6 +20,13 @@ Two things upstream does with a checkpoint that mmvrwkv does not let happen:
   what fits and only warn, so a checkpoint of another model gives random predictions or an
   unrelated crash later. For a module that holds an mmvrwkv module, these refuse with
   ``CheckpointMismatchError``, listing the first missing, unexpected and mis-shaped keys.
+
+* **Removing what restored hook state names.** mmengine's ``CheckpointHook`` removes the
+  files that a resumed checkpoint's ``keep_ckpt_ids`` and ``best_ckpt*`` name, in its own
+  ``out_dir``, and publishes beside the best path. Patched (so every subclass too), it uses
+  them only when the run resumed from a checkpoint of ``out_dir``, and checks each removal
+  and published path at use time (``hook_state.check_restored_hook_state``,
+  ``checked_removals``).
 
 Scope of the strictness: the module that receives the weights (the whole model for
 ``get_model``, the inferencers and ``load_checkpoint``; the module carrying the init_cfg for

@@ -39,6 +39,8 @@ class SafeCheckpointHook(CheckpointHook):
     - restored hook state (``keep_ckpt_ids``, ``best_ckpt*``) is used only when it names
       checkpoints of ``out_dir`` and the run resumed from a checkpoint of ``out_dir``; ids
       newer than the resumed step are dropped. Anything else is dropped with a warning.
+      (These two checks live in ``hook_state`` and are done by mmengine's ``CheckpointHook``
+      itself, patched at ``import mmvrwkv``, so its plain users get them too.)
 
     Resuming: ``resume=True`` that found nothing to resume from (no ``last_checkpoint``) while
     ``out_dir`` holds checkpoints is refused, rather than training from scratch over them.
