@@ -11,7 +11,9 @@ make the loader allocate (``unpickling.py``, ``prescan.py``).
   BUILD are refused; the class table is unchanged afterwards; real buffers resume as before.
 - allocation: declared sizes against the stored bytes (legacy storages, compressed or
   oversized zip records, persistent ids larger than their record, pickle lengths past the
-  end), pickle-level allocations (``bytearray(n)``, ``torch.Tensor(n)``).
+  end), pickle-level allocations (``bytearray(n)``, ``torch.Tensor(n)``, ``TypedStorage(n)``,
+  ``_codecs.encode`` other than latin-1, nested ``_rebuild_from_type_v2``, a view resizing its
+  storage); no state or hooks set from the file on a tensor, no attribute on a stand-in.
 
 The payloads of ``payloads_unpickling.py`` also go through every entry point in
 ``test_checkpoint_security.py``, which shows each one doing harm on the old loader (a segfault,
@@ -34,9 +36,9 @@ import pytest
 import torch
 
 from payloads_unpickling import (PAYLOADS, HexEncoded, NewObj, PidPickler, Reduce, StoragePid,
-                                 deflated, forged_scalar, history_state, own_methods, pickle_checkpoint,
-                                 run_unprotected, scalar_function, storage_pickle,
-                                 write_legacy, write_zip)
+                                 deflated, forged_scalar, history_state, own_methods,
+                                 pickle_checkpoint, run_unprotected, scalar_function,
+                                 storage_pickle, write_legacy, write_zip)
 
 from mmvrwkv.engine.checkpoint import (CheckpointError, CheckpointStructureError,
                                        CorruptCheckpointError, ResourceLimitError,

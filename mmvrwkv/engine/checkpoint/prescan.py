@@ -17,8 +17,15 @@ uncompressed size of a zip record before it inflates it (a 1 MB deflated record 
 - **both**: no pickle-level allocation of a size the file states without storing it: the
   globals ``builtins.bytearray`` and torch's quantized / sparse / nested / wrapper-subclass /
   device-from-numpy or -cpu rebuild helpers (none of which mmengine checkpoints use) are
-  refused, and so is a call of a tensor class such as ``torch.Tensor(n)``. An opcode the
-  weights-only unpickler does not accept is refused too.
+  refused, and so is a call of a tensor or storage class (``torch.Tensor(n)``,
+  ``TypedStorage(n)``). ``_codecs.encode`` only as protocol 2 writes bytes (a string of the
+  pickle, ``'latin1'``: ``'hex'`` doubles, and can be applied again). A tensor is rebuilt only
+  over a storage of the file (a persistent id) and inside it (``Tensor.set_`` resizes a
+  resizable storage, as the legacy format's are, to the view), never set by BUILD.
+  ``_rebuild_from_type_v2`` only with torch's own helpers as ``func`` (not itself, which
+  would hide a call one level down), Tensor or Parameter as type, and no state; backward
+  hooks and states are empty dicts that stay empty (they become attributes of the tensor).
+  An opcode the weights-only unpickler does not accept is refused too.
 - and, because the scan sees the whole pickle before torch runs any of it: a persistent id
   that is not a storage reference (torch passes its first item to a function before checking
   it) and any ``getattr`` other than mmengine's ``getattr(HistoryBuffer, 'mean')`` & co. (the
@@ -31,8 +38,8 @@ whose lengths run past its end with :class:`CorruptCheckpointError`; both name t
 the record, key or global at fault.
 
 The pickles are decoded with ``pickletools.genops`` and a small symbolic stack (ints, strings,
-tuples, lists and global names are tracked, everything else is opaque); nothing from the file
-is imported or called.
+tuples, lists, global names, storages, dicts and their item counts, rebuilt tensors are
+tracked, everything else is opaque); nothing from the file is imported or called.
 """
 import io
 import pickletools

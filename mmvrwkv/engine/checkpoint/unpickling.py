@@ -438,11 +438,11 @@ def stand_ins_registered() -> Iterator[None]:
 
     A name also on torch's default list (``_codecs.encode``) is replaced there too, since the
     unpickler looks there first. Entries other code registered under the same names, or for
-    the real objects the stand-ins replace, are left out meanwhile (torch would otherwise pick one of two entries of a name
-    at random). If the real ``builtins.getattr`` is on the list, nothing is loaded: with it a
-    file can reach any module's globals. (torch's list is process-wide: a load in another
-    thread meanwhile sees the stand-ins, and an entry another thread adds meanwhile is
-    dropped on restore; our own loads are serialised by a lock.)
+    the real objects the stand-ins replace, are left out meanwhile (torch would otherwise
+    pick one of two entries of a name at random). If the real ``builtins.getattr`` is on the
+    list, nothing is loaded: with it a file can reach any module's globals. (torch's lists are
+    process-wide: a load in another thread meanwhile sees the stand-ins, and an entry another
+    thread adds meanwhile is dropped on restore; our own loads are serialised by a lock.)
     """
     serialization = torch.serialization
     with _LOCK:
