@@ -38,6 +38,7 @@ import argparse
 import collections
 import copy
 import faulthandler
+import functools
 import io
 import json
 import logging
@@ -1029,39 +1030,13 @@ def _content_mutation(seed: Seed, rng: random.Random, category: str) -> Mutant:
     return Mutant(buf.getvalue(), f'{category}: {path_text(path)} changed')
 
 
-@mutator('content.optimizer_tensor', 3)
-def content_optimizer_tensor(seed: Seed, rng: random.Random) -> Mutant:
-    return _content_mutation(seed, rng, 'optimizer_tensor')
-
-
-@mutator('content.state_dict_tensor', 1)
-def content_state_dict_tensor(seed: Seed, rng: random.Random) -> Mutant:
-    return _content_mutation(seed, rng, 'state_dict_tensor')
-
-
-@mutator('content.history_array', 2)
-def content_history_array(seed: Seed, rng: random.Random) -> Mutant:
-    return _content_mutation(seed, rng, 'history_array')
-
-
-@mutator('content.meta_value', 2)
-def content_meta_value(seed: Seed, rng: random.Random) -> Mutant:
-    return _content_mutation(seed, rng, 'meta_value')
-
-
-@mutator('content.optimizer_value', 1)
-def content_optimizer_value(seed: Seed, rng: random.Random) -> Mutant:
-    return _content_mutation(seed, rng, 'optimizer_value')
-
-
-@mutator('content.scheduler_value', 1)
-def content_scheduler_value(seed: Seed, rng: random.Random) -> Mutant:
-    return _content_mutation(seed, rng, 'scheduler_value')
-
-
-@mutator('content.hub_value', 1)
-def content_hub_value(seed: Seed, rng: random.Random) -> Mutant:
-    return _content_mutation(seed, rng, 'hub_value')
+#: One content mutator per kind of leaf (name, weight), registered in this order.
+CONTENT_CATEGORIES = (('optimizer_tensor', 3), ('state_dict_tensor', 1), ('history_array', 2),
+                      ('meta_value', 2), ('optimizer_value', 1), ('scheduler_value', 1),
+                      ('hub_value', 1))
+for _category, _weight in CONTENT_CATEGORIES:
+    mutator(f'content.{_category}', _weight)(
+        functools.partial(_content_mutation, category=_category))
 
 
 @mutator('content.optimizer_bytes_in_place', 2)

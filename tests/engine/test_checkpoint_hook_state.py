@@ -593,18 +593,25 @@ def test_published_keys_write_only_beside_checkpoints_of_the_run(kind, source, r
     assert len(published) == (source == 'inside'), published
 
 
-def test_plain_runner_ignores_the_ids_of_a_shipped_folder(trainer, digits, tmp_path,
-                                                          real_checkpoint, clean_env):
-    """F3 through a real Runner with mmengine's plain CheckpointHook: a genuine checkpoint
-    shipped in a folder with junk ``epoch_0.pth`` beside it passes the loader's check (its
-    ids name files of its folder), but the user's own ``epoch_0.pth`` of the work dir stays.
-    (The payload ``keep_ckpt_ids_shipped_epoch_1`` runs the same through the matrix.)"""
+def _shipped_folder(tmp_path, real_checkpoint):
+    """A genuine checkpoint shipped in ``downloads/`` (ids [0, 1]) with a junk
+    ``epoch_0.pth`` beside it, and a work dir holding the user's own ``epoch_0.pth``."""
     shipped, work = tmp_path / 'downloads', tmp_path / 'work'
     shipped.mkdir()
     work.mkdir()
     (shipped / 'epoch_0.pth').write_bytes(b'junk')
     (work / 'epoch_0.pth').write_bytes(b'MINE')
     evil = _resealed(real_checkpoint, shipped / 'epoch_1.pth', **{'info.keep_ckpt_ids': [0, 1]})
+    return shipped, work, evil
+
+
+def test_plain_runner_ignores_the_ids_of_a_shipped_folder(trainer, digits, tmp_path,
+                                                          real_checkpoint, clean_env):
+    """F3 through a real Runner with mmengine's plain CheckpointHook: a genuine checkpoint
+    shipped in a folder with junk ``epoch_0.pth`` beside it passes the loader's check (its
+    ids name files of its folder), but the user's own ``epoch_0.pth`` of the work dir stays.
+    (The payload ``keep_ckpt_ids_shipped_epoch_1`` runs the same through the matrix.)"""
+    shipped, work, evil = _shipped_folder(tmp_path, real_checkpoint)
     assert load_checkpoint_file(evil)['message_hub']['runtime_info']['keep_ckpt_ids'] == [0, 1]
     _plain_runner(trainer, work, digits, evil,
                   **{'default_hooks.checkpoint.max_keep_ckpts': 1}).train()
@@ -618,12 +625,7 @@ def test_plain_runner_without_the_hook_check_deletes_the_users_file(
     """The test above can fail: with the loader's check on but mmengine's CheckpointHook
     as upstream wrote it, the user's ``epoch_0.pth`` is deleted."""
     _unpatch_checkpoint_hook(monkeypatch)
-    shipped, work = tmp_path / 'downloads', tmp_path / 'work'
-    shipped.mkdir()
-    work.mkdir()
-    (shipped / 'epoch_0.pth').write_bytes(b'junk')
-    (work / 'epoch_0.pth').write_bytes(b'MINE')
-    evil = _resealed(real_checkpoint, shipped / 'epoch_1.pth', **{'info.keep_ckpt_ids': [0, 1]})
+    shipped, work, evil = _shipped_folder(tmp_path, real_checkpoint)
     _plain_runner(trainer, work, digits, evil,
                   **{'default_hooks.checkpoint.max_keep_ckpts': 1}).train()
     assert not (work / 'epoch_0.pth').exists()
