@@ -1,11 +1,12 @@
 """Build and install mmvrwkv.
 
-The Bi-WKV op is compiled ahead of time into ``mmvrwkv._ext`` (no JIT at import):
+The compiled ops (Bi-WKV, Bi-WKV6, token shift; sources in kernels/, see kernels/README.md)
+are built ahead of time into ``mmvrwkv._ext`` (no JIT at import):
 
-* the CPU kernel always;
-* the CUDA kernel when torch is a CUDA build and nvcc is found, also without a GPU (CI
-  compiles it). Switches: ``MMVRWKV_WITH_CUDA=1`` forces it (fails without nvcc),
-  ``MMVRWKV_WITH_CUDA=0`` skips it. GPU architectures, first match wins:
+* the CPU kernels always;
+* the CUDA kernels when torch is a CUDA build and nvcc is found, also without a GPU (CI
+  compiles them). Switches: ``MMVRWKV_WITH_CUDA=1`` forces them (fails without nvcc),
+  ``MMVRWKV_WITH_CUDA=0`` skips them. GPU architectures, first match wins:
 
   1. ``TORCH_CUDA_ARCH_LIST`` when set (e.g. ``"8.0;9.0+PTX"``);
   2. ``MMVRWKV_ALL_ARCHS=1``: the common GPUs the installed nvcc supports (Turing .. Hopper,
@@ -18,12 +19,12 @@ The Bi-WKV op is compiled ahead of time into ``mmvrwkv._ext`` (no JIT at import)
   nvcc compiles the targets in parallel (``--threads``, one per target up to the CPU count;
   ``MMVRWKV_NVCC_THREADS`` overrides). With ninja installed (requirements/build.txt) the
   source files compile in parallel too (``MAX_JOBS`` limits the jobs).
-* ``MMVRWKV_CPU_NATIVE=0`` builds the CPU kernel for the generic x86-64/aarch64 target instead
+* ``MMVRWKV_CPU_NATIVE=0`` builds the CPU kernels for the generic x86-64/aarch64 target instead
   of the build machine's own instruction set (``-march=native``, the default).
 
 ``MMVRWKV_NO_EXT=1`` installs the pure-Python package only (the ``torch`` backend still works).
-The test-only host build of the CUDA driver (kernels/bi_wkv_cuda_host.cpp) is not built here;
-tests/ops/test_bi_wkv_kernels.py builds it on demand.
+The test-only host builds of the CUDA drivers (kernels/<op>/cuda_host.cpp) are not built here;
+the kernel tests in tests/ops build them on demand.
 """
 import os
 import platform
@@ -128,18 +129,13 @@ def nvcc_threads(arch_list: str) -> int:
     return max(1, min(targets, os.cpu_count() or 1))
 
 
-#: Sources of ``mmvrwkv._ext``: one binding file per op (``TORCH_LIBRARY_FRAGMENT``) plus its
-#: CPU kernel; the CUDA kernels only in a CUDA build.
-CPU_SOURCES = (
-    'kernels/bi_wkv.cpp', 'kernels/bi_wkv_cpu.cpp',
-    'kernels/bi_wkv6.cpp', 'kernels/bi_wkv6_cpu.cpp',
-    'kernels/token_shift.cpp', 'kernels/token_shift_cpu.cpp',
-)
-CUDA_SOURCES = (
-    'kernels/bi_wkv_cuda.cu',
-    'kernels/bi_wkv6_cuda.cu',
-    'kernels/token_shift_cuda.cu',
-)
+#: The compiled ops: one folder kernels/<op>/ each (kernels/README.md).
+KERNEL_OPS = ('bi_wkv', 'bi_wkv6', 'token_shift')
+#: Sources of ``mmvrwkv._ext``: the library and module file, then per op its binding file
+#: (``TORCH_LIBRARY_FRAGMENT``) and CPU driver; the CUDA drivers only in a CUDA build.
+CPU_SOURCES = ('kernels/common/module.cpp',) + tuple(
+    f'kernels/{op}/{name}' for op in KERNEL_OPS for name in ('op.cpp', 'cpu.cpp'))
+CUDA_SOURCES = tuple(f'kernels/{op}/cuda.cu' for op in KERNEL_OPS)
 
 
 def extensions():
@@ -152,7 +148,8 @@ def extensions():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
-    cxx = ['-O3']
+    # -g0 overrides the -g of Python's CFLAGS: no debug info, a shorter build.
+    cxx = ['-O3', '-g0']
     if os.environ.get('MMVRWKV_CPU_NATIVE', '1') == '1':
         cxx.append('-march=native')
     # The CPU kernels' threads come from at::parallel_for, a header template whose
@@ -173,18 +170,18 @@ def extensions():
         arch_list, why = cuda_arch_list(nvcc_ver)
         os.environ['TORCH_CUDA_ARCH_LIST'] = arch_list  # read by torch's CUDAExtension
         threads = nvcc_threads(arch_list)
-        print(f'[mmvrwkv] building the CUDA kernel for TORCH_CUDA_ARCH_LIST={arch_list} ({why}; '
+        print(f'[mmvrwkv] building the CUDA kernels for TORCH_CUDA_ARCH_LIST={arch_list} ({why}; '
               f'nvcc {nvcc_ver[0]}.{nvcc_ver[1]}, --threads {threads})')
         ext = CUDAExtension(
             'mmvrwkv._ext',
             sources + list(CUDA_SOURCES),
             include_dirs=[os.path.join(ROOT, 'kernels')],
-            define_macros=[('BIWKV_WITH_CUDA', None)],
+            define_macros=[('MMVRWKV_WITH_CUDA', None)],
             extra_link_args=link,
             extra_compile_args={'cxx': cxx, 'nvcc': ['-O3', '-lineinfo'] + (
                 ['--threads', str(threads)] if nvcc_ver >= (11, 2) else [])})  # 11.2 added it
     else:
-        print('[mmvrwkv] building the CPU kernel only')
+        print('[mmvrwkv] building the CPU kernels only')
         ext = CppExtension(
             'mmvrwkv._ext', sources, include_dirs=[os.path.join(ROOT, 'kernels')],
             extra_compile_args={'cxx': cxx}, extra_link_args=link)

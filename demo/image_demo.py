@@ -23,8 +23,6 @@ import os.path as osp
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a clone
-
 #: File endings read as images when a folder is given (as mmengine's ``list_dir_or_file``).
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -247,13 +245,10 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     """The command line: :func:`main`, with a bad input (an image, or a checkpoint the gate
     refuses) reported in one line on stderr (naming the file) and exit status 2 instead of a
     traceback."""
+    from mmvrwkv.apis.launch import exit_status
     from mmvrwkv.engine.checkpoint import CheckpointError
-    try:
-        main(argv)
-    except (DemoInputError, CheckpointError) as e:
-        print(f'image_demo.py: error: {e}', file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: main(argv), (DemoInputError, CheckpointError),
+                       'image_demo.py: error: ', 2)
 
 
 if __name__ == '__main__':

@@ -1,12 +1,11 @@
 """Shared pytest set-up: the `cuda` marker skips without a usable GPU build; fixtures that
 several test files use (the digits dataset, the tools, a clean environment)."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
-from tool_helpers import ROOT, load_tool
+from tool_helpers import load_tool
 
 
 def pytest_collection_modifyitems(config, items):
@@ -22,12 +21,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope='session')
 def digits(tmp_path_factory):
     """The demo's digits dataset, written once per session."""
+    from mmvrwkv.datasets.digits import make_digits
     root = str(tmp_path_factory.getbasetemp() / 'digits')
-    spec = importlib.util.spec_from_file_location(
-        '_make_digits', osp.join(ROOT, 'tools', 'dataset_converters', 'make_digits_imagenet.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.make_digits(root)
+    make_digits(root)
     return root
 
 

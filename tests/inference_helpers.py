@@ -4,7 +4,6 @@ tools/test.py --out / --show-dir, the README's Inference snippets).
 The checkpoints hold the initialised model of the unchanged demo config with the dataset's
 class names in ``meta['dataset_meta']``, as a Runner saves them; what these tests check is
 the path from checkpoint to prediction, not the accuracy (tools/run_demo.py trains)."""
-import importlib.util
 import os
 import os.path as osp
 from types import SimpleNamespace
@@ -20,11 +19,8 @@ CONFIGS = {'cls': CLS_CONFIG, 'det': DET_CONFIG, 'seg': SEG_CONFIG}
 
 def make_shapes(out: str) -> str:
     """The shapes dataset (2 train / 2 val images, 128 px) under ``out``."""
-    spec = importlib.util.spec_from_file_location(
-        '_make_shapes', osp.join(ROOT, 'tools', 'dataset_converters', 'make_shapes_dataset.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.generate(out, num_train=2, num_val=2, size=128, seed=0, quiet=True)
+    from mmvrwkv.datasets.shapes import generate
+    generate(out, num_train=2, num_val=2, size=128, seed=0, quiet=True)
     return out
 
 

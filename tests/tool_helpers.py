@@ -1,7 +1,9 @@
-"""Helpers for tests that run tools/train.py and tools/test.py on the digits demo config."""
+"""Helpers for tests that run tools/train.py and tools/test.py on the digits demo config, and
+the one loader of scripts (tools, demos, drivers) for the tests: :func:`load_tool`."""
 import glob
 import importlib.util
 import json
+import os
 import os.path as osp
 import uuid
 
@@ -12,12 +14,25 @@ CFG_NAME = osp.splitext(osp.basename(CFG))[0]
 
 
 def load_tool(name, folder='tools'):
-    """<folder>/<name>.py as a module (tools and demos are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f'_mmvrwkv_{folder}_{name.replace("/", "_")}', osp.join(ROOT, folder, f'{name}.py'))
+    """<folder>/<name>.py (relative to the repository root) as a module: tools, demos, .ci and
+    test drivers are scripts, not a package. The tests' one way of loading a script."""
+    module_name = f'_mmvrwkv_{folder}_{name}'.replace('/', '_').replace('.', '_')
+    spec = importlib.util.spec_from_file_location(module_name,
+                                                  osp.join(ROOT, folder, f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def script_env(folder='tests', **extra) -> dict:
+    """The environment for a ``python -c SCRIPT`` subprocess that imports helper modules of
+    the tests: ``folder`` (relative to the repository root) first on PYTHONPATH, ``extra``
+    variables set."""
+    first = osp.join(ROOT, folder)
+    path = os.environ.get('PYTHONPATH')
+    env = dict(os.environ, PYTHONPATH=first + (os.pathsep + path if path else ''))
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
 
 
 def tiny_options(data_root, n_train=16, batch=16, epochs=1, **extra):

@@ -10,8 +10,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"
 usage_check 3 $# "$0 CONFIG CHECKPOINT GPUS [test.py args...]"
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-shift 3
-torchrun_exec "$GPUS" test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+CONFIG=$1 CHECKPOINT=$2 GPUS=$3
+torchrun_exec "$GPUS" test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

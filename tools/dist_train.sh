@@ -14,7 +14,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"
 usage_check 2 $# "$0 CONFIG GPUS [train.py args...]"
-CONFIG=$1
-GPUS=$2
-shift 2
-torchrun_exec "$GPUS" train.py "$CONFIG" --launcher pytorch "$@"
+CONFIG=$1 GPUS=$2
+torchrun_exec "$GPUS" train.py "$CONFIG" --launcher pytorch "${@:3}"

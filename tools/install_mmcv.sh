@@ -40,7 +40,9 @@ if [ -z "$WHEEL" ]; then
   if [ "$NEED_CXX20" = "1" ]; then
     sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
   fi
-  (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+  # -g0: Python's CFLAGS carry -g, and debug info for ~80 torch-header-heavy files is a
+  # large share of the build time (measured: one op file compiles in about half the time).
+  (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} CFLAGS="${CFLAGS:-} -g0" \
      $PY -m pip wheel --no-build-isolation --no-deps . -w "$DEST")
   WHEEL=$(ls "$DEST"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)
 else

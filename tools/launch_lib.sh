@@ -1,6 +1,7 @@
 # Shared by tools/dist_{train,test}.sh and tools/slurm_{train,test}.sh (sourced, not run):
 # the one place where torchrun and srun command lines are built from the environment.
-# The callers check their own positional arguments and pass the tool's full command line.
+# The callers check their own positional arguments (usage_check), name them, and pass the
+# tool's full command line, the rest of their own arguments ("${@:N}") last.
 
 # The repository root (this file lives in ROOT/tools); prepended to PYTHONPATH so that a
 # clone works without installing.

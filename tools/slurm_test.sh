@@ -9,9 +9,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"
 usage_check 4 $# "$0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]"
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-shift 4
-srun_exec "$PARTITION" "$JOB_NAME" test.py "$CONFIG" "$CHECKPOINT" --launcher=slurm "$@"
+PARTITION=$1 JOB_NAME=$2 CONFIG=$3 CHECKPOINT=$4
+srun_exec "$PARTITION" "$JOB_NAME" test.py "$CONFIG" "$CHECKPOINT" --launcher=slurm "${@:5}"

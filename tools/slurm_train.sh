@@ -13,9 +13,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"
 usage_check 4 $# "$0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]"
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-shift 4
-srun_exec "$PARTITION" "$JOB_NAME" train.py "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "$@"
+PARTITION=$1 JOB_NAME=$2 CONFIG=$3 WORK_DIR=$4
+srun_exec "$PARTITION" "$JOB_NAME" train.py "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm \
+  "${@:5}"

@@ -8,7 +8,8 @@ Example::
     tools/slurm_test.sh PARTITION JOB CONFIG CHECKPOINT      # srun, --launcher slurm
 
 Distributed runs without a visible GPU use gloo on the CPU, as in tools/train.py
-(``--dist-backend`` / ``MMVRWKV_DIST_BACKEND`` override the backend).
+(``--dist-backend`` / ``MMVRWKV_DIST_BACKEND`` override the backend); the launcher options,
+the config set-up and the demo data are ``mmvrwkv.apis.launch``'s.
 
 ``--out`` and ``--show-dir`` do what they do in mmdet's / mmseg's / mmpretrain's tools/test.py,
 for the task of the config (its ``default_scope``): ``--out`` dumps the predictions to a pickle
@@ -18,21 +19,11 @@ image. The metrics JSON is ``--metrics-out``.
 """
 import argparse
 import json
-import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a clone
-
-
-def _train_tool():
-    """tools/train.py next to this file (shares the launcher set-up, also in mmvrwkv/.mim)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        '_mmvrwkv_train_tool', osp.join(osp.dirname(osp.abspath(__file__)), 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from mmvrwkv.apis import config_task, display_scale
+from mmvrwkv.apis.launch import (add_launch_args, load_config, parse_launch_args,
+                                 prepare_launch)
 
 
 def _pickle_path(text: str) -> str:
@@ -57,7 +48,6 @@ def _positive_int(text: str) -> int:
 def enable_show_dir(cfg, show_dir: str, interval: int = 1) -> None:
     """Let the config's visualization hook draw every ``interval``-th test prediction into
     ``show_dir``, the way the task's own tools/test.py sets that hook up."""
-    from mmvrwkv.apis import config_task, display_scale
     task = config_task(cfg)
     hook_type = {'cls': 'VisualizationHook', 'det': 'DetVisualizationHook',
                  'seg': 'SegVisualizationHook'}[task]
@@ -81,7 +71,6 @@ def enable_show_dir(cfg, show_dir: str, interval: int = 1) -> None:
 def add_prediction_dump(runner, out: str) -> None:
     """Append the task's DumpResults metric (pickle of all predictions) to the test
     evaluator, as mmdet / mmpretrain's tools/test.py do."""
-    from mmvrwkv.apis import config_task
     if config_task(runner.cfg) == 'det':
         from mmdet.evaluation import DumpDetResults as Dump  # RLE-encodes the masks
     else:
@@ -90,7 +79,6 @@ def add_prediction_dump(runner, out: str) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Test a checkpoint (mmvrwkv)')
     p.add_argument('config', help='config file path')
     p.add_argument('checkpoint', help='checkpoint file')
@@ -107,40 +95,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--allow-partial', action='store_true',
                    help='evaluate even if the checkpoint\'s keys or shapes do not all match '
                    'the model (default: refuse: the metric would be of a partly random model)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='override config entries')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--dist-backend', default=os.environ.get('MMVRWKV_DIST_BACKEND') or None,
-                   help='torch.distributed backend (see tools/train.py)')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launch_args(p)
+    return parse_launch_args(p, argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmvrwkv.engine import use_safe_checkpoint_hook  # (import registers the safe loaders)
+    from mmvrwkv.engine import use_safe_checkpoint_hook
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     use_safe_checkpoint_hook(cfg, allow_partial=args.allow_partial)
     if args.amp:
         cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
     if args.show_dir:
         enable_show_dir(cfg, osp.abspath(args.show_dir), args.show_interval)
-    train_tool = _train_tool()
-    train_tool.make_demo_data(cfg, args.launcher)
-    train_tool.setup_dist(cfg, args.launcher, args.dist_backend)
+    prepare_launch(cfg, args.launcher, args.dist_backend)
     runner = Runner.from_cfg(cfg)
     if args.out:
         add_prediction_dump(runner, osp.abspath(args.out))

@@ -13,21 +13,20 @@ Examples::
     tools/slurm_train.sh PARTITION JOB CONFIG WORK_DIR  # srun, --launcher slurm
 
 Distributed runs without a visible GPU (``CUDA_VISIBLE_DEVICES=`` on a GPU machine) train on
-the CPU: the process group is created here with the ``gloo`` backend and the model is wrapped
-in DDP without device ids. ``--dist-backend`` (or ``MMVRWKV_DIST_BACKEND``) overrides the
-backend (``env_cfg.dist_cfg.backend``) on any device.
+the CPU with ``gloo``; ``--dist-backend`` (or ``MMVRWKV_DIST_BACKEND``) overrides the backend
+(``env_cfg.dist_cfg.backend``) on any device. The launcher options, the config set-up and the
+demo data this shares with tools/test.py are in ``mmvrwkv.apis.launch``.
 """
 import argparse
 import logging
-import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))  # run from a clone
+# (importing mmvrwkv registers its modules and the safe checkpoint loaders)
+from mmvrwkv.apis.launch import (add_launch_args, load_config, parse_launch_args,
+                                 prepare_launch)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Train a model (mmvrwkv)')
     p.add_argument('config', help='config file path')
     p.add_argument('--work-dir', help='where logs and checkpoints go '
@@ -43,98 +42,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale the lr by (total batch / auto_scale_lr.base_batch_size)')
     p.add_argument('--no-validate', action='store_true', help='skip validation during training')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='override config entries, e.g. train_cfg.max_epochs=1 model.backbone.with_cp=True')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                   help='job launcher for distributed training')
-    p.add_argument('--dist-backend', default=os.environ.get('MMVRWKV_DIST_BACKEND') or None,
-                   help='torch.distributed backend, e.g. nccl or gloo (default: env '
-                   'MMVRWKV_DIST_BACKEND, else the config\'s; gloo when no GPU is visible)')
-    # torch.distributed.launch passes --local-rank (--local_rank before torch 2.0), torchrun
-    # sets LOCAL_RANK; accept both spellings.
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
-def setup_dist(cfg, launcher: str, backend=None) -> None:
-    """Prepare ``cfg`` for a distributed ``launcher`` (no-op for 'none').
-
-    ``backend`` sets ``env_cfg.dist_cfg.backend``. Without a visible CUDA device, mmengine
-    0.10.7 cannot run DDP: its ``init_dist`` calls ``torch.cuda.set_device`` and its model
-    wrapper passes ``device_ids=[LOCAL_RANK]``. Then the process group is initialised here
-    (backend gloo unless another non-nccl one is asked for; mmengine skips its own init when a
-    group exists) and ``model_wrapper_cfg`` gets ``device_ids=None`` (CPU DDP).
-    """
-    if launcher == 'none':
-        return
-    import torch
-    if cfg.get('env_cfg') is None:
-        cfg.env_cfg = dict()
-    if cfg.env_cfg.get('dist_cfg') is None:
-        cfg.env_cfg.dist_cfg = dict(backend='nccl')
-    dist_cfg = cfg.env_cfg.dist_cfg
-    if backend:
-        dist_cfg.backend = backend
-    if torch.cuda.is_available():
-        return
-    if dist_cfg.get('backend', 'nccl') == 'nccl':
-        dist_cfg.backend = 'gloo'
-    _init_cpu_process_group(launcher, dict(dist_cfg))
-    from mmengine.registry import MODEL_WRAPPERS
-    from torch.nn.parallel import DistributedDataParallel
-    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False)))
-    wrapper_type = wrapper.get('type', 'MMDistributedDataParallel')
-    if isinstance(wrapper_type, str):
-        wrapper_type = MODEL_WRAPPERS.get(wrapper_type)
-    if isinstance(wrapper_type, type) and issubclass(wrapper_type, DistributedDataParallel):
-        wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
-
-
-def _init_cpu_process_group(launcher: str, dist_cfg: dict) -> None:
-    """mmengine's ``init_dist`` minus ``torch.cuda.set_device`` (same environment rules)."""
-    import datetime
-    import subprocess
-
-    import torch.distributed as dist
-    if dist.is_initialized():
-        return
-    env = os.environ
-    if launcher == 'slurm':
-        env['RANK'] = env['SLURM_PROCID']
-        env['WORLD_SIZE'] = env['SLURM_NTASKS']
-        env['LOCAL_RANK'] = env.get('SLURM_LOCALID', '0')
-        env.setdefault('MASTER_PORT', '29500')
-        if 'MASTER_ADDR' not in env:
-            env['MASTER_ADDR'] = subprocess.getoutput(
-                f"scontrol show hostname {env['SLURM_NODELIST']} | head -n1")
-    elif launcher == 'mpi':
-        env['RANK'] = env['OMPI_COMM_WORLD_RANK']
-        env['WORLD_SIZE'] = env['OMPI_COMM_WORLD_SIZE']
-        env['LOCAL_RANK'] = env['OMPI_COMM_WORLD_LOCAL_RANK']
-        env.setdefault('MASTER_PORT', '29500')
-        if 'MASTER_ADDR' not in env:
-            raise KeyError('The environment variable MASTER_ADDR is not set')
-    kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
-    if kwargs.get('timeout') is not None:
-        kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
-    dist.init_process_group(backend=dist_cfg.get('backend', 'gloo'), **kwargs)
+    add_launch_args(p, cfg_options_help='override config entries, e.g. '
+                    'train_cfg.max_epochs=1 model.backbone.with_cp=True')
+    return parse_launch_args(p, argv)
 
 
 def build_cfg(args: argparse.Namespace):
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    """The training config: :func:`load_config`, then --amp, the safe checkpoint hook,
+    --resume, --auto-scale-lr and --no-validate."""
+    cfg = load_config(args)
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
@@ -225,27 +141,13 @@ def check_amp_device() -> None:
             '(float32).')
 
 
-def make_demo_data(cfg, launcher: str) -> None:
-    """Write a demo config's dataset (its ``demo_data``) when the loaders need it and it is
-    missing; see tools/dataset_converters/demo_data.py (beside this file, also in .mim)."""
-    import importlib.util
-    path = osp.join(osp.dirname(osp.abspath(__file__)), 'dataset_converters', 'demo_data.py')
-    spec = importlib.util.spec_from_file_location('_mmvrwkv_demo_data', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.ensure_demo_data(cfg, distributed=launcher != 'none')
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     from mmengine.runner import Runner
-
-    import mmvrwkv  # noqa: F401  (registers the safe checkpoint loaders)
     if args.amp:
         check_amp_device()
     cfg = build_cfg(args)
-    make_demo_data(cfg, args.launcher)
-    setup_dist(cfg, args.launcher, args.dist_backend)
+    prepare_launch(cfg, args.launcher, args.dist_backend)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -103,7 +103,7 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=6e-4, betas=(0.9, 0.999), weight_decay=0.05,
                    fused=True),
     constructor='mmvrwkv.LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(num_layers=12, layer_decay_rate=1.0),
+    paramwise_cfg=dict(layer_decay_rate=1.0),  # num_layers: the backbone's depth
     clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),

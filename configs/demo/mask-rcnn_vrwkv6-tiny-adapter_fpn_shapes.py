@@ -9,7 +9,6 @@ _base_ = ['./mask-rcnn_vrwkv-tiny-adapter_fpn_shapes.py']
 model = dict(
     backbone=dict(
         type='mmvrwkv.VRWKV6Adapter',
-        arch='tiny',  # full VRWKV6-T: C 192, depth 12, 3 heads, patch 16
-        init_values=None,
-        num_heads=3,
+        # full VRWKV6-T: C 192, depth 12, 3 heads, no layer scale, patch 16
+        arch='tiny',
         shift_mode='q_shift_multihead'))

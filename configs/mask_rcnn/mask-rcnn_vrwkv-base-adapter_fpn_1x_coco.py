@@ -9,24 +9,16 @@
 # Pretrained backbone: the ImageNet checkpoint at pretrained/vrwkv_b_in1k_224.pth.
 _base_ = ['./mask-rcnn_vrwkv-tiny-adapter_fpn_1x_coco.py']
 
-embed_dims = 768
-num_layers = 12
-
+# The tiny recipe's model at size B: the arch brings the backbone and adapter values
+# (VRWKVAdapter.arch_zoo); the recipe sets the drop-path rate and the checkpoint, and the
+# neck reads the backbone's 768 channels.
 model = dict(
     backbone=dict(
         arch='base',
-        img_size=224,
         drop_path_rate=0.3,
-        init_values=1e-5,
-        post_norm=True,
-        key_norm=False,
-        deform_num_heads=12,
-        deform_ratio=0.5,
-        interaction_indexes=[[0, 2], [3, 5], [6, 8], [9, 11]],
         init_cfg=dict(type='Pretrained', checkpoint='pretrained/vrwkv_b_in1k_224.pth',
                       prefix='backbone.')),
-    neck=dict(in_channels=[embed_dims] * 4))
+    neck=dict(in_channels=[768] * 4))
 
-optim_wrapper = dict(
-    optimizer=dict(lr=1e-4, weight_decay=0.05),
-    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.85))
+# Layer-wise lr decay as for tiny (rate 0.85, num_layers from the backbone).
+optim_wrapper = dict(optimizer=dict(lr=1e-4, weight_decay=0.05))

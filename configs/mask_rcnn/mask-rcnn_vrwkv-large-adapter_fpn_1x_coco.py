@@ -9,26 +9,18 @@
 # Pretrained backbone: the ImageNet-22k checkpoint (192 px) at pretrained/vrwkv_l_in22k_192.pth.
 _base_ = ['./mask-rcnn_vrwkv-tiny-adapter_fpn_1x_coco.py']
 
-embed_dims = 1024
-num_layers = 24
-
+# The tiny recipe's model at size L: the arch brings the backbone and adapter values
+# (VRWKVAdapter.arch_zoo); the recipe sets the drop-path rate and the checkpoint, and the
+# neck reads the backbone's 1024 channels.
 model = dict(
     backbone=dict(
         arch='large',
-        img_size=192,
         drop_path_rate=0.4,
-        init_values=1e-5,
-        post_norm=True,
-        key_norm=True,
-        deform_num_heads=16,
-        deform_ratio=0.5,
-        interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]],
         init_cfg=dict(type='Pretrained', checkpoint='pretrained/vrwkv_l_in22k_192.pth',
                       prefix='backbone.')),
-    neck=dict(in_channels=[embed_dims] * 4))
+    neck=dict(in_channels=[1024] * 4))
 
-optim_wrapper = dict(
-    optimizer=dict(lr=1e-4, weight_decay=0.05),
-    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.85))
+# Layer-wise lr decay as for tiny (rate 0.85, num_layers from the backbone).
+optim_wrapper = dict(optimizer=dict(lr=1e-4, weight_decay=0.05))
 
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))

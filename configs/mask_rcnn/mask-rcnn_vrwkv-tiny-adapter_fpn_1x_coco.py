@@ -11,13 +11,11 @@
 #
 # mmdet's mask-rcnn_r50_fpn_1x_coco.py with our model base in place of its Mask R-CNN R-50 one.
 _base_ = [
-    '../_base_/models/mask-rcnn_vrwkv-tiny-adapter_fpn.py',
+    '../_base_/models/mask-rcnn_vrwkv-adapter_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
-
-num_layers = 12  # VRWKV blocks (depth)
 
 # The base's Mask R-CNN + FPN with the VRWKV-T adapter (pad to 32, SyncBN, FPN on [192] * 4).
 model = dict(
@@ -32,8 +30,9 @@ model = dict(
 # Resize (1333, 800) keep ratio, flip 0.5; single-scale test; CocoMetric bbox + segm).
 train_dataloader = dict(batch_size=2)
 
-# AdamW + layer-wise lr decay: lr scale rate^(num_layers + 1 - layer_id); embeddings id 0,
-# block i id i + 1, adapter / neck / heads full lr.
+# AdamW + layer-wise lr decay: lr scale rate^(num_layers + 1 - layer_id), num_layers the
+# backbone's depth (the constructor reads it from the model); embeddings id 0, block i id
+# i + 1, adapter / neck / heads full lr.
 # NOTE(translation): the original's no-weight-decay name check never matched
 # `backbone.pos_embed` (it was decayed); mmvrwkv.LayerDecayOptimWrapperConstructor excludes
 # pos_embed from weight decay as intended. Everything else (1-D params and biases without
@@ -43,7 +42,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.01),
     constructor='mmvrwkv.LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.85),
+    paramwise_cfg=dict(layer_decay_rate=0.85),
     clip_grad=None)
 
 # 1x: 12 epochs, x0.1 at epochs 8 and 11, linear warm-up over 500 iterations from 0.001.

@@ -14,12 +14,11 @@ _base_ = ['./mask-rcnn_vrwkv-tiny-adapter_fpn_1x_coco.py']
 model = dict(
     backbone=dict(
         type='mmvrwkv.VRWKV6Adapter',
-        arch='tiny',  # embed_dims 192, depth 12, 3 heads; deform heads 6, ratio 1.0
-        # NOTE(translation): no v6 detection recipe exists. Layer scale as in the v6
-        # classification model (none for tiny), so the ImageNet checkpoint fills every
-        # backbone key; the VRWKV-T detection recipe creates a fresh gamma = 1.0 instead.
-        init_values=None,
-        num_heads=3,
+        # embed_dims 192, depth 12, 3 heads; deform heads 6, ratio 1.0.
+        # NOTE(translation): no v6 detection recipe exists. The arch keeps the layer scale
+        # of the v6 classification model (none for tiny), so the ImageNet checkpoint fills
+        # every backbone key; the VRWKV-T detection recipe creates a fresh gamma = 1.0.
+        arch='tiny',
         shift_mode='q_shift_multihead',
         init_cfg=dict(type='Pretrained', checkpoint='pretrained/vrwkv6_t_in1k_224.pth',
                       prefix='backbone.')))

@@ -10,24 +10,18 @@
 # Pretrained backbone: the ImageNet-22k checkpoint (192 px) at pretrained/vrwkv_l_in22k_192.pth.
 _base_ = ['./upernet_vrwkv-tiny-adapter_8xb2-160k_ade20k-512x512.py']
 
-embed_dims = 1024
-num_layers = 24
-
+# The tiny recipe's model at size L: the arch brings the backbone and adapter values
+# (VRWKVAdapter.arch_zoo); the recipe sets the drop-path rate and the checkpoint, and the
+# heads read the backbone's 1024 channels.
 model = dict(
     pretrained='pretrained/vrwkv_l_in22k_192.pth',
     backbone=dict(
         arch='large',
-        img_size=192,
-        drop_path_rate=0.4,
-        init_values=1e-5,
-        post_norm=True,
-        key_norm=True,
-        deform_num_heads=16,
-        deform_ratio=0.5,
-        interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]]),
-    decode_head=dict(in_channels=[embed_dims] * 4),
-    auxiliary_head=dict(in_channels=embed_dims))
+        drop_path_rate=0.4),
+    decode_head=dict(in_channels=[1024] * 4),
+    auxiliary_head=dict(in_channels=1024))
 
+# num_layers of the layer-wise lr decay: the backbone's depth, read from the model.
 optim_wrapper = dict(
     optimizer=dict(lr=6e-5),
-    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.9))
+    paramwise_cfg=dict(layer_decay_rate=0.9))

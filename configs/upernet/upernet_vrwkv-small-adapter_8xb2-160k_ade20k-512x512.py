@@ -10,24 +10,18 @@
 # Pretrained backbone: the ImageNet checkpoint at pretrained/vrwkv_s_in1k_224.pth.
 _base_ = ['./upernet_vrwkv-tiny-adapter_8xb2-160k_ade20k-512x512.py']
 
-embed_dims = 384
-num_layers = 12
-
+# The tiny recipe's model at size S: the arch brings the backbone and adapter values
+# (VRWKVAdapter.arch_zoo); the recipe sets the drop-path rate and the checkpoint, and the
+# heads read the backbone's 384 channels.
 model = dict(
     pretrained='pretrained/vrwkv_s_in1k_224.pth',
     backbone=dict(
         arch='small',
-        img_size=224,
-        drop_path_rate=0.2,
-        init_values=1e-5,  # small cls was trained with gamma init 1; the loaded gammas replace this
-        post_norm=True,
-        key_norm=False,
-        deform_num_heads=6,
-        deform_ratio=1.0,
-        interaction_indexes=[[0, 2], [3, 5], [6, 8], [9, 11]]),
-    decode_head=dict(in_channels=[embed_dims] * 4),
-    auxiliary_head=dict(in_channels=embed_dims))
+        drop_path_rate=0.2),
+    decode_head=dict(in_channels=[384] * 4),
+    auxiliary_head=dict(in_channels=384))
 
+# num_layers of the layer-wise lr decay: the backbone's depth, read from the model.
 optim_wrapper = dict(
     optimizer=dict(lr=6e-5),
-    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.85))
+    paramwise_cfg=dict(layer_decay_rate=0.85))

@@ -9,13 +9,12 @@
 # Pretrained backbone: put the ImageNet checkpoint at pretrained/vrwkv_t_in1k_224.pth (the
 # official file loads as it is). Training from scratch: --cfg-options model.pretrained=None
 _base_ = [
-    '../_base_/models/upernet_vrwkv-tiny-adapter.py',
+    '../_base_/models/upernet_vrwkv-adapter.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 
-num_layers = 12  # VRWKV blocks (depth)
 crop_size = (512, 512)
 
 # NOTE(translation): mmseg 0.30 normalised and padded (to 512, seg pad 255) in the pipeline;
@@ -76,7 +75,8 @@ train_dataloader = dict(batch_size=2)  # x 8 GPUs = 16
 val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# AdamW + layer-wise lr decay, AMP with dynamic loss scaling from 512.
+# AdamW + layer-wise lr decay (num_layers: the backbone's depth, read from the model), AMP
+# with dynamic loss scaling from 512.
 # NOTE(translation): mmseg 0.30 `fp16 = dict(loss_scale=dict(init_scale=512))` (mmcv
 # Fp16OptimizerHook: autocast + torch GradScaler(init_scale=512)) becomes AmpOptimWrapper with
 # the same GradScaler arguments. The original's no-weight-decay name check never matched
@@ -87,7 +87,7 @@ optim_wrapper = dict(
     loss_scale=dict(init_scale=512),
     optimizer=dict(type='AdamW', lr=1.2e-4, betas=(0.9, 0.999), weight_decay=0.01),
     constructor='mmvrwkv.LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.95),
+    paramwise_cfg=dict(layer_decay_rate=0.95),
     clip_grad=None)
 
 # 160k iterations: linear warm-up over 1500 iterations from 1e-6, poly decay (power 1.0) to 0.

@@ -4,7 +4,7 @@
 # Official weights: vrwkv_b_in1k_224.pth (HuggingFace OpenGVLab/Vision-RWKV); convert them with
 #   python tools/model_converters/vrwkv2mmvrwkv.py vrwkv_b_in1k_224.pth OUT.pth --arch base
 _base_ = [
-    '../_base_/models/vrwkv-tiny-p16.py',
+    '../_base_/models/vrwkv-p16_classifier.py',
     '../_base_/datasets/imagenet_bs128_vrwkv_224.py',
     '../_base_/schedules/imagenet_bs1024_adamw_vrwkv.py',
     '../_base_/default_runtime_vrwkv_cls.py',
@@ -14,10 +14,8 @@ _base_ = [
 # at size B.
 model = dict(
     backbone=dict(
-        arch='base',  # embed_dims 768, depth 12
-        drop_path_rate=0.5,
-        init_values=1e-5,
-        post_norm=True),
+        arch='base',  # embed_dims 768, depth 12, post-norm, layer scale 1e-5
+        drop_path_rate=0.5),
     head=dict(in_channels=768),
     # Original: BatchMixup(alpha 0.8, prob 0.5) + BatchCutMix(alpha 1.0, prob 0.5): every
     # batch gets exactly one of the two (= RandomBatchAugment's uniform choice).

@@ -10,7 +10,7 @@
 #   ... vrwkv_l_22kto1k_384.pth OUT.pth --arch large
 #   ... vrwkv_l_in22k_192.pth IN22K.pth --arch large --num-classes 21841
 _base_ = [
-    '../_base_/models/vrwkv-tiny-p16.py',
+    '../_base_/models/vrwkv-p16_classifier.py',
     '../_base_/datasets/imagenet_bs128_vrwkv_384.py',
     '../_base_/default_runtime_vrwkv_cls.py',
 ]
@@ -18,14 +18,11 @@ _base_ = [
 # The base's VRWKV classifier (GAP neck, init) at size L with an MLP head.
 model = dict(
     backbone=dict(
-        arch='large',  # embed_dims 1024, depth 24
-        # The learned pos-embed keeps the 12 x 12 grid of the 192-px pre-training; it is
-        # resized (bicubic) to the 24 x 24 grid of the 384-px inputs on the fly.
-        img_size=192,
+        # embed_dims 1024, depth 24, post-norm, layer scale 1e-5, key_norm. The arch's
+        # learned pos-embed keeps the 12 x 12 grid of the 192-px pre-training (img_size 192);
+        # it is resized (bicubic) to the 24 x 24 grid of the 384-px inputs on the fly.
+        arch='large',
         drop_path_rate=0.1,
-        init_values=1e-5,
-        post_norm=True,
-        key_norm=True,
         with_cp=True),  # USE_CHECKPOINT: gradient checkpointing of every block
     # The original head is nn.Sequential(Linear(1024, 3072), Tanh(), Linear(3072, classes))
     # on the pooled feature. mmpretrain's VisionTransformerClsHead with hidden_dim set is

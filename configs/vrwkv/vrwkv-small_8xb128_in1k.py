@@ -4,7 +4,7 @@
 # Official weights: vrwkv_s_in1k_224.pth (HuggingFace OpenGVLab/Vision-RWKV); convert them with
 #   python tools/model_converters/vrwkv2mmvrwkv.py vrwkv_s_in1k_224.pth OUT.pth --arch small
 _base_ = [
-    '../_base_/models/vrwkv-tiny-p16.py',
+    '../_base_/models/vrwkv-p16_classifier.py',
     '../_base_/datasets/imagenet_bs128_vrwkv_224.py',
     '../_base_/schedules/imagenet_bs1024_adamw_vrwkv.py',
     '../_base_/default_runtime_vrwkv_cls.py',
@@ -14,12 +14,11 @@ _base_ = [
 # at size S.
 model = dict(
     backbone=dict(
-        arch='small',  # embed_dims 384, depth 12
-        drop_path_rate=0.3,
-        # Classification small was trained with layer scale initialised to 1 (the det/seg
-        # small configs say 1e-5, which the loaded gammas overwrite anyway).
-        init_values=1.0,
-        post_norm=True),
+        # embed_dims 384, depth 12, post-norm; classification small was trained with layer
+        # scale initialised to 1 (the det/seg small adapter: 1e-5, which the loaded gammas
+        # overwrite anyway)
+        arch='small',
+        drop_path_rate=0.3),
     head=dict(in_channels=384),
     # Original: BatchMixup(alpha 0.8, prob 0.5) + BatchCutMix(alpha 1.0, prob 0.5): every
     # batch gets exactly one of the two. mmpretrain's RandomBatchAugment picks one of the

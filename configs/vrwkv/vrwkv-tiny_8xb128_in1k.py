@@ -4,7 +4,7 @@
 # Official weights: vrwkv_t_in1k_224.pth (HuggingFace OpenGVLab/Vision-RWKV); convert them with
 #   python tools/model_converters/vrwkv2mmvrwkv.py vrwkv_t_in1k_224.pth OUT.pth --arch tiny
 _base_ = [
-    '../_base_/models/vrwkv-tiny-p16.py',
+    '../_base_/models/vrwkv-p16_classifier.py',
     '../_base_/datasets/imagenet_bs128_vrwkv_224.py',
     '../_base_/schedules/imagenet_bs1024_adamw_vrwkv.py',
     '../_base_/default_runtime_vrwkv_cls.py',

@@ -12,13 +12,10 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmvrwkv.VRWKV6',
-        arch='base',  # embed_dims 768, depth 12, 12 heads of 64 channels
-        img_size=224,
+        # embed_dims 768, depth 12, 12 heads of 64 channels, post-norm, layer scale 1e-5
+        arch='base',
         patch_size=16,
         drop_path_rate=0.5,
-        init_values=1e-5,
-        post_norm=True,
-        key_norm=False,
         shift_mode='q_shift_multihead',
         with_cls_token=False,
         out_indices=-1,

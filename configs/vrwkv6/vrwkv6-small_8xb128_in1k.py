@@ -12,13 +12,11 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmvrwkv.VRWKV6',
-        arch='small',  # embed_dims 384, depth 12, 6 heads of 64 channels
-        img_size=224,
+        # embed_dims 384, depth 12, 6 heads of 64 channels, post-norm, layer scale 1e-5
+        # (v1 small: 1.0)
+        arch='small',
         patch_size=16,
         drop_path_rate=0.3,
-        init_values=1e-5,  # v6 small: 1e-5 (v1 small: 1.0)
-        post_norm=True,
-        key_norm=False,
         shift_mode='q_shift_multihead',
         with_cls_token=False,
         out_indices=-1,

@@ -12,13 +12,10 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmvrwkv.VRWKV6',
-        arch='tiny',  # embed_dims 192, depth 12, 3 heads of 64 channels
-        img_size=224,
+        # embed_dims 192, depth 12, 3 heads of 64 channels, pre-norm, no layer scale
+        arch='tiny',
         patch_size=16,
         drop_path_rate=0.,
-        init_values=None,  # no layer scale
-        post_norm=False,
-        key_norm=False,
         shift_mode='q_shift_multihead',
         with_cls_token=False,
         out_indices=-1,

@@ -10,8 +10,9 @@ The metafiles' ``Weights`` are the official checkpoints of the original reposito
 ``Converted From`` weights). ``get_model(..., pretrained=True)`` loads them through
 mmengine's non-strict ``load_checkpoint``, which would only warn about keys that do not fit.
 So each such URL gets a checkpoint loader that downloads through mmvrwkv's safe loader,
-converts with ``tools/model_converters/vrwkv2mmvrwkv.py`` (the same key mapping) and refuses
-a checkpoint that leaves parameters of the model uninitialised.
+converts with the key map of ``tools/model_converters/vrwkv2mmvrwkv.py``
+(``mmvrwkv.engine.checkpoint.conversion``) and refuses a checkpoint that leaves parameters
+of the model uninitialised.
 
 A metafile may record the SHA-256 of a model's ``Weights`` file as ``Weights SHA256``
 (64 hex digits, or a prefix of 8 or more): :func:`weight_hashes` reads them, and mmvrwkv's
@@ -19,7 +20,6 @@ http loader (``engine/checkpoint/schemes.py``) refuses a download of that URL wh
 has another hash.
 """
 import functools
-import importlib.util
 import os.path as osp
 import re
 from typing import Any, Dict, List, Mapping, Optional
@@ -129,29 +129,17 @@ def register_mmpretrain_models() -> List[str]:
     return names
 
 
-@functools.lru_cache(maxsize=1)
-def _converter():
-    """``tools/model_converters/vrwkv2mmvrwkv.py`` beside the configs, as a module."""
-    path = osp.join(package_root(), 'tools', 'model_converters', 'vrwkv2mmvrwkv.py')
-    spec = importlib.util.spec_from_file_location('_mmvrwkv_vrwkv2mmvrwkv', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def convert_official(checkpoint: Any, config: str, source: str = 'the checkpoint'
                      ) -> Dict[str, Any]:
     """An official checkpoint as ``{'state_dict', 'meta'}`` for the classifier of
     ``config``; ``CheckpointMismatchError`` if it leaves any parameter uninitialised."""
     from mmvrwkv.engine import CheckpointMismatchError
-    from mmvrwkv.engine.checkpoint import compare_state_dict, short_list
-    from mmvrwkv.models.checkpoint_utils import find_state_dict
+    from mmvrwkv.engine.checkpoint import (compare_state_dict, convert_state_dict,
+                                           find_state_dict, reference_shapes, short_list)
 
-    converter = _converter()
     weights, _ = find_state_dict(checkpoint)
-    converted, _ = converter.convert_state_dict(weights)
-    missing, unexpected, mismatched = compare_state_dict(
-        converted, converter.reference_shapes(config))
+    converted, _ = convert_state_dict(weights)
+    missing, unexpected, mismatched = compare_state_dict(converted, reference_shapes(config))
     if missing or mismatched:
         raise CheckpointMismatchError(
             f'{source} does not fit the model of {osp.basename(config)} after conversion: '

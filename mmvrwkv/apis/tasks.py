@@ -3,7 +3,8 @@
 import math
 from typing import Mapping
 
-#: Task name -> the ``default_scope`` of its configs (never 'mmvrwkv', see DESIGN §4).
+#: Task name -> the ``default_scope`` of its configs (never 'mmvrwkv': a task config keeps
+#: its package's scope and names our modules ``mmvrwkv.X``, see ``mmvrwkv/registry.py``).
 TASK_SCOPES = {'cls': 'mmpretrain', 'det': 'mmdet', 'seg': 'mmseg'}
 #: Pictures whose shorter side is below this are upscaled for display (the 8x8 digits).
 MIN_DISPLAY_SIDE = 256

@@ -1,6 +1,7 @@
 """Backend names and the one rule every op package uses to pick its backend.
 
-Every op (``bi_wkv``, ``bi_wkv6``, ``token_shift_mix``) has the same backends:
+Every op with compiled kernels (``bi_wkv``, ``bi_wkv6``, ``token_shift_mix``) has the same
+backends, :data:`BACKENDS`:
 
 * ``'cuda'`` / ``'cpu'``: its compiled kernels in ``mmvrwkv._ext``;
 * ``'torch'``: a portable PyTorch path (tracing, scripting, ONNX export, no extension);
@@ -11,7 +12,7 @@ Every op (``bi_wkv``, ``bi_wkv6``, ``token_shift_mix``) has the same backends:
 ops) or without the extension. Under ``torch.compile`` the compiled kernels stay: they are
 custom ops with fake implementations.
 """
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -51,24 +52,49 @@ def capturing_graph() -> bool:
     return portable_only() or torch.compiler.is_compiling()
 
 
-def has_kernels(op_name: str) -> bool:
-    """Whether the loaded extension registers ``torch.ops.mmvrwkv.<op_name>`` (an extension
+def has_kernels(kernel: str) -> bool:
+    """Whether the loaded extension registers ``torch.ops.mmvrwkv.<kernel>`` (an extension
     built before an op was added lacks it)."""
-    return ext_available() and hasattr(torch.ops.mmvrwkv, op_name)
+    return ext_available() and hasattr(torch.ops.mmvrwkv, kernel)
 
 
-def missing_kernels_reason(op_name: str) -> Optional[str]:
-    """Why ``torch.ops.mmvrwkv.<op_name>`` is unavailable, or None when it is there."""
+def missing_kernels_reason(kernel: str) -> Optional[str]:
+    """Why ``torch.ops.mmvrwkv.<kernel>`` is unavailable, or None when it is there."""
     if not ext_available():
         return f'mmvrwkv._ext failed to load: {ext_load_error()}'
-    if not hasattr(torch.ops.mmvrwkv, op_name):
-        return (f'mmvrwkv._ext predates the {op_name} kernels: rebuild it '
+    if not hasattr(torch.ops.mmvrwkv, kernel):
+        return (f'mmvrwkv._ext predates the {kernel} kernels: rebuild it '
                 '(pip install --no-build-isolation -e .)')
     return None
 
 
-def available_backends(compiled: bool) -> Tuple[str, ...]:
-    """Backends usable in this process for an op whose kernels are (not) ``compiled``."""
+#: op name -> (forward kernel in ``torch.ops.mmvrwkv``, whether the extension has it); filled
+#: by each op's ``compiled.py`` (:func:`register_compiled`) when ``mmvrwkv.ops`` is imported.
+_COMPILED: Dict[str, Tuple[str, bool]] = {}
+
+
+def register_compiled(op: str, kernel: str) -> bool:
+    """Declare that ``op``'s compiled forward is ``torch.ops.mmvrwkv.<kernel>``; returns
+    whether the loaded extension has it (its ``compiled.py`` then adds its rules)."""
+    _COMPILED[op] = (kernel, has_kernels(kernel))
+    return _COMPILED[op][1]
+
+
+def _compiled_entry(op: str) -> Tuple[str, bool]:
+    if op not in _COMPILED:
+        raise ValueError(f'op must be one of {tuple(_COMPILED)}, got {op!r}')
+    return _COMPILED[op]
+
+
+def compiled_available(op: str) -> bool:
+    """True when the loaded extension has the compiled kernels of ``op`` (CPU at least)."""
+    return _compiled_entry(op)[1]
+
+
+def available_backends(op: str = 'bi_wkv') -> Tuple[str, ...]:
+    """Backends of ``op`` ('bi_wkv', 'bi_wkv6' or 'token_shift_mix') usable in this process,
+    best first."""
+    compiled = compiled_available(op)
     names = []
     if compiled and ext_has_cuda() and torch.cuda.is_available():
         names.append('cuda')
@@ -77,17 +103,13 @@ def available_backends(compiled: bool) -> Tuple[str, ...]:
     return tuple(names) + ('torch', 'reference')
 
 
-def resolve_backend(op: str, backend: str, device: torch.device, compiled: bool,
-                    kernel: str) -> str:
+def resolve_backend(op: str, backend: str, device: torch.device) -> str:
     """The backend op ``op`` runs for the requested ``backend`` on ``device``.
 
     Args:
-        op: the op's name, for messages.
+        op: the op's name ('bi_wkv', 'bi_wkv6', 'token_shift_mix'), also for messages.
         backend: one of :data:`BACKENDS`.
         device: the device of the op's tensors.
-        compiled: whether the op's kernels are in the loaded extension.
-        kernel: the name of its forward op in ``torch.ops.mmvrwkv``; says, in the error for
-            a requested compiled backend, why it is missing (looked up only then).
 
     Raises:
         ValueError: unknown backend, or a compiled backend for tensors on another device.
@@ -95,6 +117,8 @@ def resolve_backend(op: str, backend: str, device: torch.device, compiled: bool,
     """
     if backend not in BACKENDS:
         raise ValueError(f'{op}: backend must be one of {BACKENDS}, got {backend!r}')
+    kernel = _compiled_entry(op)[0]
+    compiled = compiled_available(op)
     with_cuda = compiled and ext_has_cuda()
     if backend == 'auto':
         if portable_only():

@@ -1,62 +1,100 @@
-"""FLOP accounting for the Bi-WKV and Bi-WKV6 ops (which FLOP counters cannot see).
+"""FLOP counting of mmvrwkv's ops by a counter that traces the model (mmengine's
+``FlopAnalyzer``, fvcore-style handles per traced node).
 
-Counters built on module hooks (mmcv's ``get_model_complexity_info``) or on the traced graph
-(mmengine's ``FlopAnalyzer``) count the projections around the Bi-WKV op but not the op
-itself: the compiled kernels are opaque, and the portable backend's ``exp``/``cumsum``/``mul``
-ops are "unsupported" (ignored) by the analyzer. So the op's cost is added by hand, per call:
+Such a counter cannot count the Bi-WKV ops right by itself: the compiled kernels are opaque,
+and of the portable paths that run while tracing, Bi-WKV's is made of ``exp`` / ``cumsum`` /
+``mul`` ops the counter skips (it would count 0) and Bi-WKV6's of ``einsum`` s it does count
+(not the op's cost). So each such op has a FLOP formula (its ``flops.py``) and, inside
+:func:`counting`, its front runs as ONE traced node: a custom op
+``mmvrwkv_flops::<op>`` whose implementation is the op's portable path. :func:`op_handles`
+is the table of node name -> handle (the formula, applied to the node's input shapes) that
+the counter registers (``FlopAnalyzer.set_op_handle(**op_handles())``). Outside
+:func:`counting` nothing changes. The FLOPs of a call go to the module that makes it, like
+those of any other traced op.
 
-    bi_wkv_flops(B, T, C) = 29 * B * T * C
-
-``29`` per element (per batch item, token and channel) is the constant the original
-Vision-RWKV FLOP tool (``classification/get_flops_backbone.py``) adds per layer (29 * N * C
-for N tokens of C channels, one image), so totals stay comparable with the paper's figures.
-The causal ('uni') variant is counted with the same constant (an upper bound; the original
-never counted it).
-
-Counting the calls happens outside the op: every module that calls it has a method
-``bi_wkv_call(x) -> (B, T, C, causal)`` giving the call one forward on ``x`` makes
-(:class:`~mmvrwkv.models.layers.SpatialMix`), and ``tools/analysis/get_flops.py`` hooks those
-modules. Needs only torch.
+Ops whose portable path the counter already counts as the convention wants are not nodes:
+``ms_deform_attn`` (its ``grid_sample`` is counted by mmengine's own handle) and
+``token_shift_mix`` (data movement and a lerp: nothing counted).
 """
-#: FLOPs per (batch item, token, channel) of one Bi-WKV call (the original's constant).
-BI_WKV_FLOPS_PER_ELEMENT = 29
-#: FLOPs (multiply-adds) per (batch item, token, channel) and per channel of the head of one
-#: Bi-WKV6 call; see :func:`bi_wkv6_flops`.
-BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL = 7
+import contextlib
+import threading
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+#: Namespace of the counting nodes (``torch.ops.mmvrwkv_flops.<op>``).
+NAMESPACE = 'mmvrwkv_flops'
 
 
-def _check_sizes(fn: str, **sizes) -> None:
+class CountedOp(NamedTuple):
+    """An op counted by formula: its node is ``mmvrwkv_flops::<name>``."""
+    name: str
+    #: the call's sizes (keyword arguments of ``flops``) from the node's traced inputs
+    sizes: Callable[[List[Any]], Dict[str, Any]]
+    #: the op's FLOP formula
+    flops: Callable[..., int]
+
+    @property
+    def node(self) -> str:
+        return f'{NAMESPACE}::{self.name}'
+
+
+_COUNTED: Dict[str, CountedOp] = {}
+_state = threading.local()
+
+
+def register_counted_op(op: CountedOp) -> None:
+    """Add ``op`` to :func:`op_handles` (each op's ``flops.py`` does, on import)."""
+    _COUNTED[op.node] = op
+
+
+def counted_ops() -> Dict[str, CountedOp]:
+    """The ops counted by formula, by node name."""
+    return dict(_COUNTED)
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[None]:
+    """Within this context (on this thread) the op fronts run as counting nodes."""
+    depth = getattr(_state, 'depth', 0)
+    _state.depth = depth + 1
+    try:
+        yield
+    finally:
+        _state.depth = depth
+
+
+def counting_active() -> bool:
+    """True inside :func:`counting`."""
+    return getattr(_state, 'depth', 0) > 0
+
+
+def op_handles(on_call: Optional[Callable[[str, Dict[str, Any], int], None]] = None
+               ) -> Dict[str, Callable]:
+    """``{node name: handle}`` for ``FlopAnalyzer.set_op_handle``; a handle returns the
+    formula's FLOPs of its node (keyed by the op's name). ``on_call(op name, sizes, flops)``,
+    when given, is told every counted node."""
+    def handle_of(op: CountedOp) -> Callable:
+        def handle(inputs: List[Any], outputs: List[Any]) -> int:
+            sizes = op.sizes(inputs)
+            flops = op.flops(**sizes)
+            if on_call is not None:
+                on_call(op.name, sizes, flops)
+            return flops
+        return handle
+    return {node: handle_of(op) for node, op in _COUNTED.items()}
+
+
+def traced_shape(value: Any) -> Tuple[int, ...]:
+    """Sizes of a traced tensor value (a ``torch._C.Value`` of a node's inputs)."""
+    return tuple(value.type().sizes())
+
+
+def traced_constant(value: Any) -> Any:
+    """The Python value of a traced constant input (a bool or int argument)."""
+    return value.toIValue()
+
+
+def check_sizes(fn: str, **sizes) -> None:
+    """ValueError naming the argument unless every size is a non-negative int."""
     for name, x in sizes.items():
         if isinstance(x, bool) or int(x) != x or x < 0:
             raise ValueError(f'{fn}: {name} must be a non-negative int, got {x!r}')
-
-
-def bi_wkv_flops(B: int, T: int, C: int, causal: bool = False) -> int:
-    """FLOPs of one Bi-WKV call on k, v of shape ``[B, T, C]``: ``29 * B * T * C``.
-
-    The constant is the per-element count the original Vision-RWKV FLOP tool adds for its
-    Bi-WKV kernel (29 * T * C per layer and image). ``causal`` is accepted for symmetry and
-    does not change the count.
-    """
-    _check_sizes('bi_wkv_flops', B=B, T=T, C=C)
-    return BI_WKV_FLOPS_PER_ELEMENT * int(B) * int(T) * int(C)
-
-
-def bi_wkv6_flops(B: int, T: int, C: int, head_size: int) -> int:
-    """FLOPs of one Bi-WKV6 call on r, k, v, w of shape ``[B, T, C]`` with heads of
-    ``head_size`` channels: ``7 * head_size * B * T * C``.
-
-    Why 7 per element and key channel: for each token, value channel i and key channel j
-    of its head the op does, in each of its two scans, one multiply-add reading the state
-    (r_t[j] S[j, i]) and two updating it (d_t[j] S[j, i] + k_t[j] v_t[i]), so 6, plus 1 for
-    the bonus term u[j] k_t[j] v_t[i]; counted as MACs like mmcv's counters (1 MAC = 1 FLOP).
-    It is also the head-size term of the original VRWKV6 FLOP tool (``7 * head_size`` per
-    token and channel in its per-layer formula; that formula's further ``+ 17`` per element
-    belongs to the element-wise mixing around the op, which hooks count where they can).
-    The decays exp(-exp(w)) (2 exp per element) are not counted, as no exp is elsewhere.
-    """
-    _check_sizes('bi_wkv6_flops', B=B, T=T, C=C, head_size=head_size)
-    if head_size < 1 or C % head_size:
-        raise ValueError(f'bi_wkv6_flops: head_size must be >= 1 and divide C = {C}, '
-                         f'got {head_size!r}')
-    return BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL * int(head_size) * int(B) * int(T) * int(C)

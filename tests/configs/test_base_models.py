@@ -1,4 +1,5 @@
-"""configs/_base_/models: the VRWKV-T classifier, Mask R-CNN and UperNet adapter bases.
+"""configs/_base_/models: the VRWKV classifier, Mask R-CNN and UperNet adapter bases (each at
+arch tiny; the S/B/L recipes set another arch and what reads the backbone).
 
 Each base is loaded with ``Config.fromfile`` and its model built in the task's default scope:
 at full size on the meta device (parameter counts of README "Models and complexity" /
@@ -27,13 +28,13 @@ from mmengine.utils import import_modules_from_strings  # noqa: E402
 from tool_helpers import ROOT  # noqa: E402
 
 BASES = osp.join(ROOT, 'configs', '_base_', 'models')
-CLS = osp.join(BASES, 'vrwkv-tiny-p16.py')
-DET = osp.join(BASES, 'mask-rcnn_vrwkv-tiny-adapter_fpn.py')
-SEG = osp.join(BASES, 'upernet_vrwkv-tiny-adapter.py')
+CLS = osp.join(BASES, 'vrwkv-p16_classifier.py')
+DET = osp.join(BASES, 'mask-rcnn_vrwkv-adapter_fpn.py')
+SEG = osp.join(BASES, 'upernet_vrwkv-adapter.py')
 #: Model overrides of the models that run a forward pass: fewer VRWKV blocks (adapter: one
-#: block per interaction; the bases list the full-depth ranges); for mmseg the training
+#: block per interaction, the adapter's default split of 4 blocks); for mmseg the training
 #: crop size, which mmseg's model base leaves to the dataset config.
-ADAPTER_SHRINK = dict(depth=4, interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]])
+ADAPTER_SHRINK = dict(depth=4)
 SHRINK = {'mmpretrain': dict(backbone=dict(depth=2)), 'mmdet': dict(backbone=ADAPTER_SHRINK),
           'mmseg': dict(backbone=ADAPTER_SHRINK, data_preprocessor=dict(size=(64, 64)))}
 

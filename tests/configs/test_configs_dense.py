@@ -1,23 +1,30 @@
 """The dense-prediction configs: configs/mask_rcnn (mmdet 3.x COCO Mask R-CNN 1x) and
-configs/upernet (mmseg 1.x ADE20K UperNet 160k) for T/S/B/L, their metafiles, and the two
-shapes demos in configs/demo.
+configs/upernet (mmseg 1.x ADE20K UperNet 160k) for T/S/B/L, the VRWKV6-T Mask R-CNN config,
+their metafiles, and the shapes demos in configs/demo.
 
 * every config parses with its own default scope and builds its model on the meta device;
-  the values are those of reference/vision-rwkv-facts.md §4.1, §6.2, §7 (lrs, weight decay,
-  layer-decay rates, num_layers, fusion variant, in_channels, schedule, AMP, inference);
-* backbone parameter counts match the paper (±0.1M);
+  the values are those of the official configs (OpenGVLab/Vision-RWKV,
+  detection/configs/mask_rcnn/mask_rcnn_vrwkv_adapter_{size}_fpn_1x_coco.py and
+  segmentation/configs/ade20k/upernet_vrwkv_adapter_{size}_512_160k_ade20k.py: lrs, weight
+  decay, layer-decay rates, fusion variant, in_channels, schedule, AMP, inference); the
+  architecture (widths, depths, norms, layer scale, deformable heads / ratio, interactions,
+  num_layers of the layer decay) is checked on the built model, the configs name only the
+  arch;
+* backbone parameter counts match the paper (±0.1M; Duan et al., ICLR 2025, README tables);
+* the VRWKV6-T config is the VRWKV-T recipe with the v6 backbone and takes the v6
+  classification keys;
 * the learning-rate curves equal the original mmcv 1.x ones;
 * the pretrained classification checkpoint reaches the adapter through ``init_cfg``
   (Mask R-CNN) and the segmentor's ``pretrained`` (UperNet);
 * the full-size test pipeline gives sides that are multiples of 32;
 * config names are unique in the repo, metafiles carry the paper's numbers;
-* each demo config runs one training step on generated data with finite losses.
+* each demo config (VRWKV and VRWKV6 Mask R-CNN, UperNet) runs one training step on
+  generated data with finite losses.
 
 Needs mmdet and mmseg (skipped without them).
 """
 import glob
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -30,13 +37,17 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.utils import import_modules_from_strings  # noqa: E402
 
 from tool_helpers import ROOT  # noqa: E402
+from mmvrwkv.datasets.shapes import generate  # noqa: E402
 DET_DIR = osp.join(ROOT, 'configs', 'mask_rcnn')
 SEG_DIR = osp.join(ROOT, 'configs', 'upernet')
 DET_DEMO = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_vrwkv-tiny-adapter_fpn_shapes.py')
 SEG_DEMO = osp.join(ROOT, 'configs', 'demo', 'upernet_vrwkv-tiny-adapter_shapes.py')
+V6_COCO = osp.join(DET_DIR, 'mask-rcnn_vrwkv6-tiny-adapter_fpn_1x_coco.py')
+V6_DEMO = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_vrwkv6-tiny-adapter_fpn_shapes.py')
 SIZES = ('tiny', 'small', 'base', 'large')
 
-# reference/vision-rwkv-facts.md §4.1 (adapter, det = seg), §4.2 (claims)
+# The official adapter architectures (det = seg) and the paper's backbone parameters and
+# claims (box AP, mask AP, mIoU, det FLOPs, seg FLOPs).
 ARCH = dict(
     tiny=dict(C=192, depth=12, dpr=0.1, init_values=1.0, post_norm=False, key_norm=False,
               heads=6, ratio=1.0, img_size=224, idx=[[0, 2], [3, 5], [6, 8], [9, 11]],
@@ -52,7 +63,8 @@ ARCH = dict(
                idx=[[0, 5], [6, 11], [12, 17], [18, 23]], ckpt='vrwkv_l_in22k_192.pth',
                params=351.9),
 )
-# §6.2 / §7
+# The official recipes: Mask R-CNN (lr, weight decay, layer-decay rate, checkpoints kept)
+# and UperNet (lr, layer-decay rate).
 DET = dict(tiny=dict(lr=2e-4, wd=0.01, rate=0.85, keep=2),
            small=dict(lr=1e-4, wd=0.05, rate=0.85, keep=2),
            base=dict(lr=1e-4, wd=0.05, rate=0.85, keep=2),
@@ -101,26 +113,38 @@ def build(cfg, meta=True, **model_overrides):
         return registry(cfg.default_scope).build(model_cfg)
 
 
+#: Backbone values a recipe states (the arch brings the rest); the v6 config adds its own.
+RECIPE_KEYS = {'_delete_', 'type', 'arch', 'patch_size', 'drop_path_rate', 'with_cp',
+               'conv_inplane', 'n_points', 'init_values_inject', 'cffn_ratio',
+               'use_extra_extractor', 'add_rwkv_feature', 'rwkv_feature_fusion', 'norm_cfg',
+               'init_cfg'}
+
+
 def check_backbone(cfg, size, fusion):
+    """The recipe values of the config's backbone; it restates none of the arch's."""
     a = ARCH[size]
     b = cfg.model.backbone
     assert b.type == 'mmvrwkv.VRWKVAdapter' and b.arch == size
     assert b.rwkv_feature_fusion == fusion
     assert b.norm_cfg.type == 'SyncBN'
-    assert (b.drop_path_rate, b.init_values, b.post_norm, b.key_norm) == \
-        (a['dpr'], a['init_values'], a['post_norm'], a['key_norm'])
-    assert (b.deform_num_heads, b.deform_ratio, b.img_size, b.patch_size) == \
-        (a['heads'], a['ratio'], a['img_size'], 16)
-    assert [list(p) for p in b.interaction_indexes] == a['idx']
+    assert b.drop_path_rate == a['dpr'] and b.patch_size == 16
     assert b.with_cp is False and b.add_rwkv_feature and b.use_extra_extractor
     assert (b.n_points, b.conv_inplane, b.cffn_ratio, b.init_values_inject) == (4, 64, .25, 0.)
+    assert set(b) <= RECIPE_KEYS, set(b) - RECIPE_KEYS
 
 
 def check_built_backbone(model, size, fusion):
+    """The architecture of the built backbone: the official one of ``size``."""
     a = ARCH[size]
     bb = model.backbone
     assert (bb.embed_dims, bb.num_layers, bb.rwkv_feature_fusion) == (a['C'], a['depth'], fusion)
     assert len(bb.interactions) == 4 and bb.deform_ratio == a['ratio']
+    assert (bb.init_values, bb.post_norm, bb.key_norm) == \
+        (a['init_values'], a['post_norm'], a['key_norm'])
+    assert (bb.deform_num_heads, bb.deform_ratio, bb.img_size, bb.patch_size) == \
+        (a['heads'], a['ratio'], (a['img_size'], ) * 2, 16)
+    assert [list(p) for p in bb.interaction_indexes] == a['idx']
+    assert bb.layers[-1].drop_path.drop_prob == pytest.approx(a['dpr'])  # the ramp's end
     n = sum(p.numel() for p in bb.parameters()) / 1e6
     assert abs(n - a['params']) <= 0.1, (size, n)
 
@@ -143,7 +167,9 @@ def test_mask_rcnn_config(size):
     assert ow.constructor == 'mmvrwkv.LayerDecayOptimWrapperConstructor'
     assert ow.optimizer.type == 'AdamW' and tuple(ow.optimizer.betas) == (0.9, 0.999)
     assert (ow.optimizer.lr, ow.optimizer.weight_decay) == (d['lr'], d['wd'])
-    assert ow.paramwise_cfg == dict(num_layers=a['depth'], layer_decay_rate=d['rate'])
+    # num_layers of the layer decay: the backbone's depth (check_built_backbone), read by the
+    # constructor from the model
+    assert ow.paramwise_cfg == dict(layer_decay_rate=d['rate'])
     assert cfg.train_cfg.max_epochs == 12 and cfg.train_cfg.val_interval == 1
     warm, step = cfg.param_scheduler
     assert (warm.type, warm.start_factor, warm.by_epoch, warm.begin, warm.end) == \
@@ -182,7 +208,7 @@ def test_upernet_config(size):
     assert ow.constructor == 'mmvrwkv.LayerDecayOptimWrapperConstructor'
     assert (ow.optimizer.type, ow.optimizer.lr, ow.optimizer.weight_decay) == \
         ('AdamW', s['lr'], 0.01)
-    assert ow.paramwise_cfg == dict(num_layers=a['depth'], layer_decay_rate=s['rate'])
+    assert ow.paramwise_cfg == dict(layer_decay_rate=s['rate'])  # num_layers: the model's
     assert ow.get('clip_grad') is None
     assert (cfg.train_cfg.type, cfg.train_cfg.max_iters, cfg.train_cfg.val_interval) == \
         ('IterBasedTrainLoop', 160000, 16000)
@@ -196,6 +222,48 @@ def test_upernet_config(size):
     # EncoderDecoder hands `pretrained` to the adapter, which turns it into its init_cfg
     assert model.backbone.init_cfg == dict(
         type='Pretrained', checkpoint='pretrained/' + a['ckpt'], prefix='backbone.')
+
+
+# ----------------------------------------------------------------------------- VRWKV6
+def test_v6_coco_config_is_the_v1_recipe_with_the_v6_backbone():
+    v6, v1 = load(V6_COCO), load(det_file('tiny'))
+    b6, b1 = v6.model.backbone, v1.model.backbone
+    assert b6.type == 'mmvrwkv.VRWKV6Adapter'
+    assert b6.shift_mode == 'q_shift_multihead'
+    assert b6.init_cfg.checkpoint == 'pretrained/vrwkv6_t_in1k_224.pth'
+    changed = {'type', 'shift_mode', 'init_cfg'}
+    assert {k: v for k, v in b6.items() if k not in changed} == \
+        {k: v for k, v in b1.items() if k not in changed}
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg', 'train_dataloader'):
+        assert v6.get(key) == v1.get(key), key
+    assert {k: v for k, v in v6.model.items() if k != 'backbone'} == \
+        {k: v for k, v in v1.model.items() if k != 'backbone'}
+
+
+def test_v6_coco_model_builds_and_takes_the_v6_classification_keys():
+    model = build(load(V6_COCO), meta=True)
+    from mmvrwkv.models import VRWKV6, VRWKV6Adapter
+    bb = model.backbone
+    assert isinstance(bb, VRWKV6Adapter) and isinstance(bb, VRWKV6)
+    assert (bb.embed_dims, bb.num_layers, bb.num_heads, len(bb.interactions)) == (192, 12, 3, 4)
+    # the arch keeps the v6 classification layer scale (none for tiny); VRWKV-T det: 1.0
+    assert bb.init_values is None and not hasattr(bb.layers[0], 'gamma1')
+    # (VRWKV6's keys are the official ones: tests/models/test_backbone.py)
+    with torch.device('meta'):
+        cls_keys = set(VRWKV6('tiny').state_dict()) - {'ln1.weight', 'ln1.bias'}
+    assert cls_keys <= set(bb.state_dict())
+    # parameters: VRWKV6-T without its final norm + exactly the VRWKV-T adapter's modules
+    from mmvrwkv.models.backbones.vrwkv_adapter import ADAPTER_PREFIXES
+
+    def count(module, adapter_only=False):
+        return sum(p.numel() for n, p in module.named_parameters()
+                   if not adapter_only or n.startswith(ADAPTER_PREFIXES))
+
+    v1_adapter = build(load(det_file('tiny')), meta=True).backbone
+    with torch.device('meta'):
+        v6_cls = VRWKV6('tiny', final_norm=False)
+    assert count(bb) == count(v6_cls) + count(v1_adapter, adapter_only=True)
+    assert abs(count(bb) / 1e6 - 9.89) < 0.01  # (the VRWKV-T adapter: 8.4 M in the paper)
 
 
 def _mmcv_seg_lr(t, warm=1500, total=160000, ratio=1e-6):
@@ -348,11 +416,6 @@ def test_metafiles():
 # ----------------------------------------------------------------------------- demos
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-    try:
-        from make_shapes_dataset import generate
-    finally:
-        sys.path.pop(0)
     out = str(tmp_path_factory.mktemp('shapes'))
     generate(out, num_train=2, num_val=1, size=128, seed=0, quiet=True)
     return out
@@ -385,9 +448,19 @@ def _first_batch(cfg, n):
         return ds, pseudo_collate([ds[i] for i in range(n)])
 
 
-def test_demo_mask_rcnn_one_step(shapes):
-    cfg = Config.fromfile(DET_DEMO)
+#: The Mask R-CNN demos: backbone type, and the mixer parameters the step must move (checked
+#: for the v6 demo, whose data, heads and schedule are the VRWKV demo's).
+DET_DEMOS = {DET_DEMO: ('mmvrwkv.VRWKVAdapter', ()),
+             V6_DEMO: ('mmvrwkv.VRWKV6Adapter',
+                       ('time_maa_w1', 'time_decay', 'time_faaaa', 'gate.weight'))}
+
+
+@pytest.mark.parametrize('demo', sorted(DET_DEMOS), ids=osp.basename)
+def test_demo_mask_rcnn_one_step(shapes, demo):
+    backbone_type, moved = DET_DEMOS[demo]
+    cfg = Config.fromfile(demo)
     assert cfg.default_scope == 'mmdet' and cfg.model.backbone.arch == 'tiny'
+    assert cfg.model.backbone.type == backbone_type
     assert cfg.model.backbone.rwkv_feature_fusion == 'final'
     assert cfg.model.backbone.norm_cfg.type == 'BN'
     assert cfg.val_evaluator.metric == ['bbox', 'segm']
@@ -398,8 +471,16 @@ def test_demo_mask_rcnn_one_step(shapes):
     cfg.train_dataloader.dataset.data_root = osp.join(shapes, 'coco') + '/'
     ds, batch = _first_batch(cfg, 1)
     assert ds.metainfo['classes'] == classes
-    _, log_vars = _one_train_step(cfg, batch)
+    model, log_vars = _one_train_step(cfg, batch)
     assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'} <= set(log_vars)
+    if moved:  # the step moved these parameters (same seed, same init as the step's model)
+        torch.manual_seed(0)
+        fresh = build(cfg, meta=False)
+        fresh.init_weights()
+        for name in moved:
+            before = fresh.backbone.layers[0].att.get_parameter(name)
+            after = model.backbone.layers[0].att.get_parameter(name)
+            assert torch.isfinite(after).all() and not torch.equal(before, after), name
 
 
 def test_demo_upernet_one_step(shapes):

@@ -1,5 +1,5 @@
 """Demo configs from any directory: ``demo_data`` in configs/demo and
-tools/dataset_converters/demo_data.py, called by tools/train.py and tools/test.py.
+:mod:`mmvrwkv.datasets.demo_data`, called by tools/train.py and tools/test.py.
 
 * every demo config names a converter that exists and an ``out`` folder holding all its
   loaders' data roots (else the check would silently never fire);
@@ -24,9 +24,9 @@ pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
 from mmengine.config import Config  # noqa: E402
 
-from tool_helpers import CFG, ROOT, load_tool  # noqa: E402
+from mmvrwkv.datasets import demo_data  # noqa: E402
+from tool_helpers import CFG, ROOT  # noqa: E402
 
-demo_data = load_tool('dataset_converters/demo_data')
 DEMOS = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*.py')))
 SHAPES_DEMOS = [p for p in DEMOS if '_shapes' in osp.basename(p)]
 

@@ -19,7 +19,6 @@ starts with code) is not in ``PAYLOADS``: through the entry points that execute 
 before loading; ``test_checkpoint_structure.py`` uses it to show that the loader itself
 removes both texts. No mmvrwkv import at module level (see ``payloads.py``).
 """
-import os
 import subprocess
 import sys
 import textwrap
@@ -107,8 +106,7 @@ def _build_meta_tensor(path: Path, marker: Path, victim: Path, real_checkpoint: 
 #: Writes the marker ``sys.argv[2]`` when that fails with an error that does not name the file.
 _UNGUARDED_USE = textwrap.dedent('''
     import resource, sys, torch
-    sys.path.insert(0, {tests!r})
-    from payloads_structure import load_raw
+    from payloads_structure import load_raw  # (tests/engine on PYTHONPATH: script_env)
     size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()
     resource.setrlimit(resource.RLIMIT_AS, (size + (4 << 30), resource.RLIM_INFINITY))
     path, marker = sys.argv[1], sys.argv[2]
@@ -122,10 +120,10 @@ _UNGUARDED_USE = textwrap.dedent('''
 
 
 def _unprotected_tensor(path: Path, marker: Path, victim: Path) -> None:
-    script = _UNGUARDED_USE.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run([sys.executable, '-c', script, str(path), str(marker)], timeout=200,
+    from tool_helpers import script_env  # (not at module level: the script imports this file)
+    subprocess.run([sys.executable, '-c', _UNGUARDED_USE, str(path), str(marker)], timeout=200,
                    capture_output=True, check=False,
-                   env={**os.environ, 'OMP_NUM_THREADS': '1'})
+                   env=script_env('tests/engine', OMP_NUM_THREADS=1))
 
 
 # ----------------------------------------------------------------------------- byte flip

@@ -25,7 +25,6 @@ classes allowed, as before the gate, and no checks after it) and with injected f
 reports each kind of failure with its case number.
 """
 import collections
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -54,10 +53,7 @@ MAX_RESTARTS = 40
 
 
 def _driver():
-    spec = importlib.util.spec_from_file_location('_fuzz_checkpoint', DRIVER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('fuzz_checkpoint', folder='tests/engine')
 
 
 @pytest.fixture(scope='module')

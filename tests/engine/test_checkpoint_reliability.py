@@ -24,7 +24,7 @@ import torch
 
 pytest.importorskip('mmpretrain')
 
-from tool_helpers import CFG, ROOT, load_tool, tiny_options  # noqa: E402
+from tool_helpers import CFG, load_tool, script_env, tiny_options  # noqa: E402
 
 from mmvrwkv.engine import (CheckpointDigestError, CheckpointError,  # noqa: E402
                             CheckpointMismatchError, CorruptCheckpointError,
@@ -54,8 +54,7 @@ def _read(path):
 # ----------------------------------------------------------------------------- kill / disk full
 
 KILL_SCRIPT = r'''
-import os, signal, sys
-sys.path.insert(0, {tests!r})
+import os, signal
 from mmengine.fileio.backends.local_backend import LocalBackend
 from tool_helpers import CFG, load_tool, tiny_options
 
@@ -88,9 +87,9 @@ def test_kill_during_checkpoint_write(hook, digits, tmp_path, trainer, clean_env
     work = str(tmp_path / 'work')
     extra = dict(KEEP_ONE, **{'default_hooks.checkpoint.type': (
         'mmvrwkv.SafeCheckpointHook' if hook == 'SafeCheckpointHook' else 'CheckpointHook')})
-    script = KILL_SCRIPT.format(tests=osp.join(ROOT, 'tests'), data=digits, work=work,
-                                extra=extra, upstream=hook == 'CheckpointHook')
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+    script = KILL_SCRIPT.format(data=digits, work=work, extra=extra,
+                                upstream=hook == 'CheckpointHook')
+    env = script_env(OMP_NUM_THREADS=1)  # (the script imports tool_helpers)
     proc = subprocess.run([sys.executable, '-c', script], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stdout[-2000:] + proc.stderr[-3000:]

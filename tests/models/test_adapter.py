@@ -1,4 +1,6 @@
-"""Tests of the VRWKVAdapter backbone and its modules (CPU, small inputs)."""
+"""Tests of the adapters (VRWKVAdapter, VRWKV6Adapter: one definition over each backbone
+family) and their modules (CPU, small inputs). Parameter counts are the paper's (Duan et al.,
+ICLR 2025; OpenGVLab/Vision-RWKV README, detection and segmentation tables)."""
 import logging
 import math
 import subprocess
@@ -10,7 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmvrwkv.models import VRWKV, VRWKVAdapter
+from mmvrwkv.models import VRWKV, VRWKV6, VRWKV6Adapter, VRWKVAdapter
+from mmvrwkv.models.backbones.vrwkv_adapter import DEFORM_ARCHS, AdapterMixin
+from mmvrwkv.models.layers import Block6
 from mmvrwkv.models.layers.norm import build_norm2d
 from mmvrwkv.models.layers.adapter_modules import (ConvFFN, MSDeformAttn, SpatialPriorModule,
                                                    deform_inputs,
@@ -231,6 +235,18 @@ def test_argument_checks():
         _tiny(deform_num_heads=5)
 
 
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(conv_inplane=0), 'conv_inplane must be a positive int, got 0'),
+    (dict(n_points=2.0), 'n_points must be a positive int, got 2.0'),
+    (dict(deform_num_heads=True), 'deform_num_heads must be a positive int, got True'),
+    (dict(deform_ratio=0), 'deform_ratio must be a positive number, got 0'),
+    (dict(cffn_ratio=-0.5), 'cffn_ratio must be a positive number, got -0.5'),
+])
+def test_adapter_arguments_checked(kwargs, message):
+    with pytest.raises(ValueError, match=f'^{message}$'):
+        _tiny(**kwargs)
+
+
 def test_no_adapter_without_extras():
     m = _tiny(with_cffn=False, use_extra_extractor=False).eval()
     keys = m.state_dict().keys()
@@ -265,6 +281,55 @@ def test_state_dict_keys():
     # the VRWKV blocks are not duplicated inside the interactions
     assert not any(k.startswith('interactions.') and '.layers.' in k for k in keys)
     assert isinstance(m, VRWKV)
+
+
+def test_both_adapters_share_one_definition():
+    """One adapter over each backbone family, without a diamond: VRWKV6Adapter is a VRWKV6
+    (its blocks and keys) with the adapter of VRWKVAdapter, not a VRWKVAdapter."""
+    for adapter, family in ((VRWKVAdapter, VRWKV), (VRWKV6Adapter, VRWKV6)):
+        assert adapter.__mro__[1:3] == (AdapterMixin, family), adapter.__mro__
+        assert adapter.forward is AdapterMixin.forward
+        assert adapter.load_pretrained is AdapterMixin.load_pretrained
+        # the arch: the family's, plus the adapter's own settings of that size
+        for name in (n for n in family.arch_zoo if len(n) > 1):
+            own = {**DEFORM_ARCHS[name], 'init_values': adapter.arch_zoo[name]['init_values']}
+            assert adapter.arch_zoo[name] == {**family.arch_zoo[name], **own}
+    assert not issubclass(VRWKV6Adapter, VRWKVAdapter)
+    # det/seg layer scale: a fresh 1.0 for tiny, 1e-5 for small (VRWKV6: its cls values)
+    assert [VRWKVAdapter.arch_zoo[a]['init_values'] for a in ('tiny', 'small')] == [1.0, 1e-5]
+    assert VRWKV6Adapter.arch_zoo['tiny']['init_values'] is None
+
+
+def test_v6_adapter_builds_on_vrwkv6():
+    torch.manual_seed(0)
+    adapter = VRWKV6Adapter(arch=dict(embed_dims=64, depth=4, num_heads=2), img_size=64,
+                            deform_num_heads=2, norm_cfg=dict(type='BN'),
+                            wkv_backend='torch').train()
+    assert isinstance(adapter.layers[0], Block6) and not hasattr(adapter, 'ln1')
+    assert not hasattr(adapter, 'cls_token')
+    maps = adapter(torch.randn(1, 3, 64, 64))
+    assert [tuple(m.shape) for m in maps] == [(1, 64, 16, 16), (1, 64, 8, 8), (1, 64, 4, 4),
+                                              (1, 64, 2, 2)]
+    sum(m.mean() for m in maps).backward()
+    assert adapter.layers[0].att.time_maa_w1.grad is not None
+    # a VRWKV6 classification state dict fills every backbone key of the adapter
+    cls = VRWKV6(arch=dict(embed_dims=64, depth=4, num_heads=2), img_size=32,
+                 wkv_backend='torch')
+    report = adapter.load_pretrained({'state_dict': {'backbone.' + k: v for k, v in
+                                                     cls.state_dict().items()}})
+    assert report['unused'] == ['ln1.weight', 'ln1.bias']
+    assert not [k for k in report['new'] if k.startswith('layers.')]
+    with torch.device('meta'):
+        tiny = VRWKV6Adapter('tiny')
+    assert (tiny.num_heads, tiny.deform_num_heads, tiny.init_values) == (3, 6, None)
+    with pytest.raises(TypeError, match='with_cls_token'):
+        VRWKV6Adapter('tiny', with_cls_token=True)
+    assert math.isclose(VRWKV6Adapter.arch_zoo['base']['deform_ratio'], 0.5)
+    # input errors name the adapter they are raised through
+    with pytest.raises(ValueError, match=r'^VRWKV6Adapter needs input height and width'):
+        adapter(torch.randn(1, 3, 48, 64))
+    with pytest.raises(TypeError, match="^VRWKV6Adapter does not take 'out_indices'"):
+        VRWKV6Adapter('tiny', out_indices=(1, 2))
 
 
 def _cls_state_dict(img_size=64, depth=4):

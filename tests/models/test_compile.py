@@ -1,4 +1,5 @@
-"""torch.compile of the whole VRWKV backbone (issue: compile as a first-class path).
+"""torch.compile of the whole VRWKV and VRWKV6 backbones (issue: compile as a first-class
+path).
 
 Paths: eager (compiled kernels of the ops, the mixers' recompute path in training) vs
 ``torch.compile(fullgraph=True)`` with inductor (the ops as custom ops with fake
@@ -8,15 +9,15 @@ makes any graph break an error.
 import pytest
 import torch
 
-from mmvrwkv.models.backbones import VRWKV
+from mmvrwkv.models.backbones import VRWKV, VRWKV6
 
-pytestmark = pytest.mark.slow  # two inductor compilations, ~1 min on 2 cores
+pytestmark = pytest.mark.slow  # two inductor compilations per family, ~1 min each on 2 cores
 
 
-@pytest.fixture(scope='module')
-def model_and_input():
+@pytest.fixture(scope='module', params=[VRWKV, VRWKV6], ids=lambda f: f.__name__)
+def model_and_input(request):
     torch.manual_seed(0)
-    model = VRWKV(arch='tiny', img_size=32, patch_size=8, depth=2, key_norm=True)
+    model = request.param(arch='tiny', img_size=32, patch_size=8, depth=2, key_norm=True)
     return model, torch.randn(2, 3, 32, 32), torch.randn(2, 192, 4, 4)
 
 

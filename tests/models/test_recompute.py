@@ -2,28 +2,53 @@
 
 Paths: ``recompute_linear`` vs plain ``F.linear`` of the same function; the mixers' recompute
 path (``recompute = True``, eager training) vs their plain path (``recompute = False``) vs
-their no-grad inference path (in-place ops). Memory is checked by counting the bytes autograd
-saves (deterministic), never by timing.
+their no-grad inference path (in-place ops), for every mixer (SpatialMix, ChannelMix,
+SpatialMix6, ChannelMix6). Memory is checked by counting the bytes autograd saves
+(deterministic), never by timing.
 """
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmvrwkv.models.backbones import VRWKV
-from mmvrwkv.models.layers.block import Block
-from mmvrwkv.models.layers.channel_mix import ChannelMix
-from mmvrwkv.models.layers.recompute import recompute_linear, use_recompute
-from mmvrwkv.models.layers.spatial_mix import SpatialMix
+from mmvrwkv.models.backbones import VRWKV, VRWKV6
+from mmvrwkv.models.layers import (Block, Block6, ChannelMix, ChannelMix6, SpatialMix,
+                                   SpatialMix6)
+from mmvrwkv.models.layers.mixer import Mixer
+from mmvrwkv.models.layers.recompute import LinearStages, recompute_linear, use_recompute
+
+#: The mixers of each family, all of which the model-level tests below run.
+FAMILY_MIXERS = {VRWKV: {SpatialMix, ChannelMix}, VRWKV6: {SpatialMix6, ChannelMix6}}
 
 
 @pytest.fixture
 def plain_mixers(monkeypatch):
-    """Call to switch both mixers to their plain (non-recompute) training path."""
+    """Call to switch every mixer to its plain (non-recompute) training path."""
     def switch(on: bool = True):
-        monkeypatch.setattr(SpatialMix, 'recompute', not on)
-        monkeypatch.setattr(ChannelMix, 'recompute', not on)
+        monkeypatch.setattr(Mixer, 'recompute', not on)
     return switch
+
+
+@pytest.fixture
+def stage_modes(monkeypatch):
+    """``{mixer class: set of LinearStages modes its forwards ran}``, filled as they run."""
+    seen = {}
+    stages = Mixer.stages
+
+    def spy(self, x):
+        plan = stages(self, x)
+        seen.setdefault(type(self), set()).add(plan.mode)
+        return plan
+    monkeypatch.setattr(Mixer, 'stages', spy)
+    return seen
+
+
+def small_model(family, **kw):
+    """A 2-block, 64-channel model of ``family`` (v6: 2 heads) on the 'torch' WKV backend."""
+    arch = dict(embed_dims=64, depth=2)
+    if family is VRWKV6:
+        arch['num_heads'] = 2
+    return family(arch=arch, img_size=32, patch_size=8, wkv_backend='torch', **kw)
 
 
 def _grads(model, x, weight):
@@ -139,17 +164,114 @@ def test_recompute_path_equals_plain_path(kw, plain_mixers):
         torch.testing.assert_close(g_re[name], g_pl[name], msg=name)
 
 
-def test_inference_path_equals_training_output():
-    """paths: the no-grad forward (in-place activations, early frees) vs the grad-enabled
-    forward of the same model in eval mode: same output."""
+#: (family, model arguments, bit-identical?). Bit-identical where every input the recompute
+#: path keeps has at most two gradient contributions (the sum of two does not depend on the
+#: order); without a shift one tensor feeds all projections, and in a post-norm VRWKV6 block
+#: the residual and the token mix both read x, so there the sums are ordered differently.
+EQUAL_CASES = [
+    (VRWKV, dict(), True),
+    (VRWKV, dict(key_norm=True), True),
+    (VRWKV, dict(post_norm=True, init_values=0.1), True),
+    (VRWKV, dict(with_cp=True), True),
+    (VRWKV, dict(shift_pixel=0), False),
+    (VRWKV6, dict(), True),
+    (VRWKV6, dict(key_norm=True), True),
+    (VRWKV6, dict(with_cp=True), True),
+    (VRWKV6, dict(with_cls_token=True), True),
+    (VRWKV6, dict(shift_pixel=0), False),
+    (VRWKV6, dict(post_norm=True, init_values=0.1), False),
+]
+
+
+@pytest.mark.parametrize('family,kw,exact', EQUAL_CASES, ids=lambda v: (
+    v.__name__ if isinstance(v, type) else
+    ','.join(f'{k}={x}' for k, x in v.items()) or 'default' if isinstance(v, dict) else
+    'exact' if v else 'close'))
+def test_every_mixer_recompute_path_equals_plain_path(family, kw, exact, plain_mixers,
+                                                      stage_modes):
+    """paths: training forward + backward of a float32 model of each family (every mixer
+    class: FAMILY_MIXERS) with the mixers' recompute path vs their plain path: the same output
+    and the same gradient for every parameter, bit for bit where ``exact``."""
     torch.manual_seed(0)
-    model = VRWKV(arch='tiny', img_size=32, patch_size=8, depth=2, key_norm=True)
+    model = small_model(family, **kw).train()
+    x = torch.randn(2, 3, 32, 32)
+    weight = torch.randn(2, 64, 4, 4)
+    y_re, g_re = _grads(model, x, weight)
+    assert stage_modes == {cls: {'recompute'} for cls in FAMILY_MIXERS[family]}
+    plain_mixers()
+    stage_modes.clear()
+    y_pl, g_pl = _grads(model, x, weight)
+    assert stage_modes == {cls: {'plain'} for cls in FAMILY_MIXERS[family]}
+    assert g_re.keys() == g_pl.keys() and len(g_re) > 20
+    tol = dict(rtol=0, atol=0) if exact else {}
+    torch.testing.assert_close(y_re, y_pl, **tol)
+    for name in g_pl:
+        torch.testing.assert_close(g_re[name], g_pl[name], msg=name, **tol)
+
+
+def test_block6_recompute_path_equals_plain_path(plain_mixers):
+    """paths: one Block6 (SpatialMix6 + ChannelMix6, layer scale) in training, recompute vs
+    plain: bit-identical output and gradients of the input and of every parameter."""
+    torch.manual_seed(0)
+    block = Block6(64, depth=12, layer_id=3, num_heads=2, init_values=0.1)
+    x = torch.randn(2, 6 * 5, 64, requires_grad=True)
+    gy = torch.randn(2, 6 * 5, 64)
+
+    def run():
+        block.zero_grad(set_to_none=True)
+        x.grad = None
+        y = block(x, (6, 5))
+        y.backward(gy)
+        return y.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in block.named_parameters()}
+    y_re, gx_re, g_re = run()
+    plain_mixers()
+    y_pl, gx_pl, g_pl = run()
+    torch.testing.assert_close(y_re, y_pl, rtol=0, atol=0)
+    torch.testing.assert_close(gx_re, gx_pl, rtol=0, atol=0)
+    assert g_re.keys() == g_pl.keys()
+    for name in g_pl:
+        torch.testing.assert_close(g_re[name], g_pl[name], rtol=0, atol=0, msg=name)
+
+
+def test_linear_stages_matrix_projection_matches_plain_matmul():
+    """path: LinearStages 'recompute' with a ``[in, out]`` matrix projection (``z @ P``, the
+    VRWKV6 decay LoRA) vs plain autograd of ``f(x) @ P``: bit-identical output and gradients
+    (the weight gradient is formed as autograd forms it for P's layout)."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 7, 12, requires_grad=True)
+    P = torch.randn(12, 5, requires_grad=True)
+    lin = nn.Linear(12, 4, bias=False)
+    gy, gl = torch.randn(2, 7, 5), torch.randn(2, 7, 4)
+
+    def make(t):
+        return torch.tanh(t), torch.sigmoid(t)
+
+    with torch.enable_grad():
+        stages = LinearStages(True, x, P)
+    assert stages.mode == 'recompute'
+    outs = stages(make, (x, ), (P, lin))
+    grads = torch.autograd.grad((outs[0] * gy).sum() + (outs[1] * gl).sum(), (x, P, lin.weight))
+    z1, z2 = make(x)
+    ref = (z1 @ P, lin(z2))
+    ref_grads = torch.autograd.grad((ref[0] * gy).sum() + (ref[1] * gl).sum(),
+                                    (x, P, lin.weight))
+    for o, r in zip(outs + grads, ref + ref_grads):
+        torch.testing.assert_close(o, r, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('family', [VRWKV, VRWKV6], ids=lambda f: f.__name__)
+def test_inference_path_equals_training_output(family, stage_modes):
+    """paths: the no-grad forward (in-place activations, early frees) vs the grad-enabled
+    forward of the same model in eval mode: same output, for every mixer."""
+    torch.manual_seed(0)
+    model = family(arch='tiny', img_size=32, patch_size=8, depth=2, key_norm=True)
     model.eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         y_inf = model(x)[-1]
+    assert stage_modes == {cls: {'inplace'} for cls in FAMILY_MIXERS[family]}
     y_grad = model(x)[-1]
-    torch.testing.assert_close(y_inf, y_grad.detach())
+    torch.testing.assert_close(y_inf, y_grad.detach(), rtol=0, atol=0)
 
 
 def _saved_per_token(block, x, patch_resolution):
@@ -168,14 +290,20 @@ def _saved_per_token(block, x, patch_resolution):
     return sum(n for k, n in storages.items() if k not in params) / (B * T * C * 4)
 
 
-def test_recompute_block_keeps_half_the_activations(plain_mixers):
-    """path: Block in training, recompute vs plain: the bytes saved for the backward (counted
-    with saved_tensors_hooks) drop from ~24 to ~12 per token and channel (DeiT-T's block: ~17)."""
+@pytest.mark.parametrize('make,plain_min,recompute_max', [
+    (lambda: Block(64, depth=12, layer_id=3), 20, 13),
+    (lambda: Block6(64, depth=12, layer_id=3, num_heads=2), 35, 16),
+], ids=['Block', 'Block6'])
+def test_recompute_block_keeps_half_the_activations(make, plain_min, recompute_max,
+                                                    plain_mixers):
+    """path: a block in training, recompute vs plain: the bytes saved for the backward
+    (counted with saved_tensors_hooks, per token and channel) drop from ~24 to ~12 for Block
+    (DeiT-T's block: ~17) and from ~40 to ~15 for Block6."""
     torch.manual_seed(0)
-    block = Block(64, depth=12, layer_id=3)
+    block = make()
     x = torch.randn(1, 16 * 16, 64, requires_grad=True)
     saved_recompute = _saved_per_token(block, x, (16, 16))
     plain_mixers()
     saved_plain = _saved_per_token(block, x, (16, 16))
-    assert saved_plain > 20, saved_plain
-    assert saved_recompute < 13, saved_recompute
+    assert saved_plain > plain_min, saved_plain
+    assert saved_recompute < recompute_max, saved_recompute

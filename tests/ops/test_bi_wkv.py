@@ -8,8 +8,8 @@ absolute floor of ``GRAD_FLOOR`` (v and grad_y are unit-scale here, so gradients
 floor only matters where the exact gradient is ~0, e.g. T = 1, where gw = gu = gk = 0).
 
 Paths. Backend 'cpu' (mmvrwkv._ext) runs, per pack of 16 channels, either the CPU *general
-path* (the numerical core kernels/bi_wkv_core.h that the CUDA kernels run, on packs) or the
-CPU *fast path* (kernels/bi_wkv_cpu_fast.h, one exp per token). The fast path needs all of:
+path* (the numerical core kernels/bi_wkv/core.h that the CUDA kernels run, on packs) or the
+CPU *fast path* (kernels/bi_wkv/core.h, its fast walk, one exp per token). The fast path needs all of:
 bidirectional, fp32 math (fp32, fp16 or bf16 storage), chunk_len (clamped to T) <= 64,
 chunk_len * |w| <= 20 and |u| <= 20 on every channel of the pack; its gk/gv pass can still
 fall back to the general walk per chunk (very large k). So fp64 and causal cases always take
@@ -184,6 +184,9 @@ def test_available_backends():
     names = available_backends()
     assert names[-2:] == ('torch', 'reference')
     assert ('cpu' in names) == ext_available()
+    assert available_backends(op='bi_wkv') == names
+    with pytest.raises(ValueError, match="op must be one of .*'bi_wkv6'"):
+        available_backends(op='wkv')
 
 
 # --------------------------------------------------------------------------------------
@@ -493,7 +496,7 @@ def _span_spread_case(span, spread, sign, causal, T=64, C=3):
 def test_torch_backend_exact_up_to_its_range_limit(span, spread, sign, causal):
     """Path: torch. Just inside MAX_EXPONENT_RANGE (600) values and all four gradients are
     finite and match the (max-subtracted, so overflow-free) float64 reference."""
-    from mmvrwkv.ops.bi_wkv.torch import MAX_EXPONENT_RANGE
+    from mmvrwkv.ops.bi_wkv.portable import MAX_EXPONENT_RANGE
     assert span + spread < MAX_EXPONENT_RANGE
     w, u, k, v, gy = _span_spread_case(span, spread, sign, causal)
     y, grads = backend_fb('torch', w, u, k, v, gy, causal)
@@ -514,9 +517,8 @@ def test_torch_backend_refuses_outside_its_range(span, spread, monkeypatch):
     assert not all(torch.isfinite(x).all() for x in (y,) + grads)
     with pytest.raises(ValueError, match=r"backend 'torch'.*outside the range.*<= 600"):
         bi_wkv(w, u, k, v, backend='torch')
-    import sys
-    front = sys.modules['mmvrwkv.ops.bi_wkv']  # the module (mmvrwkv.ops.bi_wkv is the function)
-    monkeypatch.setattr(front, 'ext_available', lambda: False)
+    from mmvrwkv.ops import backends
+    monkeypatch.setattr(backends, 'compiled_available', lambda op: False)  # no extension
     with pytest.raises(ValueError, match='outside the range'):
         bi_wkv(w, u, k, v)
 
@@ -527,7 +529,7 @@ def test_torch_backend_refuses_large_u_and_v(ulift, vscale):
     """Path: torch. A large u makes ``spread`` negative, so ``span + spread`` alone stayed
     small while e^{u} (or e^{u} * |v|) overflowed: the unchecked core returns inf/NaN, the
     front (which counts lift = max u and vmag = ln max|v|) raises instead (issue 21)."""
-    from mmvrwkv.ops.bi_wkv.torch import exponent_budget
+    from mmvrwkv.ops.bi_wkv.portable import exponent_budget
     w, u, k, v, gy = _span_spread_case(0.0, 0.0, 1, False)
     u, v = torch.full_like(u, ulift), v * vscale
     b = exponent_budget(w, u, k, v)
@@ -568,7 +570,7 @@ def test_torch_backend_range_sweep():
     and at least a third are accepted (the sweep is not vacuous). Longer T (1024, 2048) were
     swept the same way while writing the check (60 cases, no failure)."""
     import random
-    from mmvrwkv.ops.bi_wkv.torch import check_range
+    from mmvrwkv.ops.bi_wkv.portable import check_range
     rng = random.Random(21)
     accepted = 0
     for i in range(120):
@@ -688,7 +690,8 @@ def test_cpu_fast_path_and_fallback(case, k_kind, chunk_len):
 
 
 def original_kernel_variant(w, u, k, v, token_split=32):
-    """What the original Vision-RWKV CUDA kernels compute (vision-rwkv-facts.md 3.2), float64,
+    """What the original Vision-RWKV CUDA kernels compute (OpenGVLab/Vision-RWKV,
+    classification/mmcls_custom/models/backbones/cuda/wkv_cuda.cu, TOKEN_SPLIT = 32), float64,
     O(T^2), without their epsilon. Chunks of L = ceil(T / token_split) tokens; s(t) = start
     of t's chunk:
       j < s(t):        e^{k_j - w (t - j)}       (one decay step more than the paper)
@@ -715,7 +718,8 @@ def original_kernel_variant(w, u, k, v, token_split=32):
 
 
 def test_original_variant_sanity():
-    """For T <= TOKEN_SPLIT the variant is sum_{j!=t} e^{k_j - w |t-j|} (facts sheet 3.2)."""
+    """For T <= TOKEN_SPLIT the variant is sum_{j!=t} e^{k_j - w |t-j|} (chunks of one token
+    in wkv_cuda.cu)."""
     B, T, C = 2, 20, 4
     w, u, k, v = make_inputs(B, T, C, dtype=F64, seed=8)
     y = original_kernel_variant(w, u, k, v)

@@ -5,10 +5,10 @@ the end tokens, extreme values, the 'torch' path over the whole range of w (sect
 its compile and dynamo-export checks), input checks, torch.compile, jit.trace, ONNX export,
 CUDA.
 
-Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6_cpu.cpp: column view for y and grad
-v, row view with checkpoints every ~sqrt(T) tokens for grad r, k, w, u; SIMD blocks of 16
-(fp32) / 8 (fp64) channels on AVX-512, the rest of a head by the single-channel items of the
-core kernels/bi_wkv6_core.h: N below the lane count runs only those, N = 64 only blocks;
+Paths. 'cpu': the compiled CPU kernel (kernels/bi_wkv6/cpu.cpp: column view for y and grad
+v, row view with checkpoints every ~sqrt(T) tokens for grad r, k, w, u; SIMD packs of 16
+(fp32) / 8 (fp64) channels (64 bytes on every CPU), the rest of a head by the single-channel items of the
+core kernels/bi_wkv6/core.h: N below the lane count runs only those, N = 64 only blocks;
 section 3b). 'torch': the chunked PyTorch path (chunks of 32 tokens; T = 257 and 1025 cross
 several chunks). 'reference': the float64 pair sum. 'cuda' (marked `cuda`):
 the CUDA driver of the same core.
@@ -22,9 +22,8 @@ import math
 import pytest
 import torch
 
-from mmvrwkv.ops import bi_wkv6, bi_wkv6_reference
-from mmvrwkv.ops.bi_wkv6 import available_backends
-from mmvrwkv.ops.bi_wkv6.compiled import compiled_available
+from mmvrwkv.ops import available_backends, bi_wkv6, bi_wkv6_reference
+from mmvrwkv.ops.backends import compiled_available
 
 from op_testing import assert_errors, errors, forward_backward, rel_err  # noqa: E402
 
@@ -41,7 +40,7 @@ TOL = {F32: {'y': 1e-5, 'gr': 1e-4, 'gk': 1e-4, 'gv': 1e-4, 'gw': 1e-4, 'gu': 1e
        F64: 1e-10}
 NAMES = ('gr', 'gk', 'gv', 'gw', 'gu')
 
-needs_compiled = pytest.mark.skipif(not compiled_available(),
+needs_compiled = pytest.mark.skipif(not compiled_available('bi_wkv6'),
                                     reason='mmvrwkv._ext with the bi_wkv6 kernels not built')
 BACKENDS = [pytest.param('cpu', marks=needs_compiled), 'torch']
 
@@ -377,8 +376,8 @@ def test_cpu_t16384_forward_backward():
 
 
 # --------------------------------------------------------------------------------------
-# 3b. the compiled CPU kernel's own paths (kernels/bi_wkv6_cpu.cpp): vectors of kLanes
-#     channels (AVX-512 builds: 16 in fp32, 8 in fp64; AVX: half that; else a quarter);
+# 3b. the compiled CPU kernel's own paths (kernels/bi_wkv6/cpu.cpp): packs of kernels/common/simd.h
+#     channels (16 in fp32, 8 in fp64 on every CPU: the pack width is fixed at 64 bytes);
 #     column items of 2 vectors (then at most one of 1), row items of 1 vector; the core's
 #     single-channel items for the N % kLanes channels after them; items split over threads.
 #     Lane counts in the comments below are those of an AVX-512 build (-march=native here).
@@ -499,7 +498,7 @@ def test_direct_op_call_checks():
 @needs_compiled
 def test_auto_and_noncontiguous():
     """Paths: 'auto' takes the compiled CPU kernel; the front copies non-contiguous inputs."""
-    assert available_backends()[-3:] == ('cpu', 'torch', 'reference')
+    assert available_backends('bi_wkv6')[-3:] == ('cpu', 'torch', 'reference')
     r, k, v, w, u, _ = make_inputs(1, 10, 2, 3, F64)
     rt = r.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
     assert not rt.is_contiguous()
@@ -624,7 +623,8 @@ def test_cuda_torch_compile_fullgraph():
 
 
 def test_bi_wkv6_flops_formula():
-    """7 MACs per (batch, token, channel) and key channel of the head (mmvrwkv/ops/flops.py)."""
+    """7 MACs per (batch, token, channel) and key channel of the head
+    (mmvrwkv/ops/bi_wkv6/flops.py)."""
     from mmvrwkv.ops import BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL, bi_wkv6_flops
     assert BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL == 7
     assert bi_wkv6_flops(1, 196, 192, 64) == 7 * 64 * 196 * 192

@@ -1,48 +1,29 @@
-"""The Bi-WKV6 CUDA driver (kernels/bi_wkv6_cuda.cu) run on the CPU, without a GPU.
+"""The Bi-WKV6 CUDA driver (kernels/bi_wkv6/cuda.cu) run on the CPU, without a GPU.
 
-A TEST-ONLY host build (kernels/bi_wkv6_cuda_host.cpp, g++ with -DBIWKV_HOST_CUDA) runs the
+A TEST-ONLY host build (kernels/bi_wkv6/cuda_host.cpp, g++ with -DMMVRWKV_HOST_CUDA) runs the
 driver's host code and its kernels' bodies, each launch emulated by loops over blocks and
-threads (kernels/bi_wkv_cuda_launch.h, the same emulation as the Bi-WKV host build, exact for
-kernels whose threads never communicate). Built once per machine beside the Bi-WKV host
-build (tests/ops/test_bi_wkv_kernels.py); skipped without a C++ compiler or ninja.
+threads (kernels/common/launch.h, the same emulation as the Bi-WKV host build, exact for
+kernels whose threads never communicate). Built once per machine beside the other host builds
+(op_testing.load_host_build); skipped without a C++ compiler or ninja.
 
-Paths: every test runs the CUDA driver + the core (kernels/bi_wkv6_core.h) with A = float /
+Paths: every test runs the CUDA driver + the core (kernels/bi_wkv6/core.h) with A = float /
 double: the chunked column functions (column_chunk_*, which the CPU kernel does not use, so
-these tests are their only CPU check) and the row pass, one item per emulated thread. The `cuda`-marked tests of
-test_bi_wkv6.py run the nvcc build on a GPU.
+these tests are their only CPU check) and the row pass, one item per emulated thread. The
+`cuda`-marked tests of test_bi_wkv6.py run the nvcc build on a GPU.
 """
-import os.path as osp
-import shutil
-import warnings
-
 import pytest
 import torch
 
-from op_testing import assert_errors, errors  # noqa: E402
+from op_testing import assert_errors, errors, load_host_build  # noqa: E402
 from test_bi_wkv6 import NAMES, TOL, reference_case  # noqa: E402
-from test_bi_wkv_kernels import KERNELS, _build_dir  # noqa: E402
 
-HOST_SOURCE = osp.join(KERNELS, 'bi_wkv6_cuda_host.cpp')
 F32, F64 = torch.float32, torch.float64
 
 
 @pytest.fixture(scope='module')
 def host_cuda6(tmp_path_factory):
     """The host build of the Bi-WKV6 CUDA driver, as a Python module."""
-    if shutil.which('c++') is None:
-        pytest.skip('no C++ compiler found for the host build of the CUDA driver')
-    from torch.utils import cpp_extension
-    if not cpp_extension.is_ninja_available():
-        pytest.skip('ninja not found (torch.utils.cpp_extension.load needs it)')
-    build = osp.join(_build_dir(tmp_path_factory), 'bi_wkv6')
-    import os
-    os.makedirs(build, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return cpp_extension.load(
-            name='mmvrwkv_bi_wkv6_cuda_host', sources=[HOST_SOURCE], extra_include_paths=[KERNELS],
-            extra_cflags=['-O2', '-DBIWKV_HOST_CUDA', '-fvisibility=hidden'],
-            build_directory=build, with_cuda=False, verbose=False)
+    return load_host_build('bi_wkv6', tmp_path_factory)
 
 
 def run(host, dtype, xs, gy):
@@ -105,7 +86,7 @@ def test_host_cuda_low_precision_and_empty(host_cuda6):
 
 
 def test_host_cuda_checks(host_cuda6):
-    """Path: the driver's checks (shared with the CPU driver, kernels/bi_wkv6.h)."""
+    """Path: the driver's checks (shared with the CPU driver, kernels/bi_wkv6/host.h)."""
     xs, gy, _, _ = reference_case(1, 4, 2, 3)
     r, k, v, w, u = (x.float() for x in xs)
     with pytest.raises(RuntimeError, match='u must be'):

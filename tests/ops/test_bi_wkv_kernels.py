@@ -1,38 +1,33 @@
 """Tests of the compiled Bi-WKV kernels' plumbing, without a GPU.
 
-Most tests here run the CUDA driver (kernels/bi_wkv_cuda.cu) on the CPU: a TEST-ONLY host build
-(kernels/bi_wkv_cuda_host.cpp, g++ with -DBIWKV_HOST_CUDA) runs the driver's host code and
+Most tests here run the CUDA driver (kernels/bi_wkv/cuda.cu) on the CPU: a TEST-ONLY host build
+(kernels/bi_wkv/cuda_host.cpp, g++ with -DMMVRWKV_HOST_CUDA) runs the driver's host code and
 the kernels' bodies, each launch emulated by loops over blocks and threads
-(kernels/bi_wkv_cuda_launch.h). The emulation is exact for these kernels because their threads
+(kernels/common/launch.h). The emulation is exact for these kernels because their threads
 never communicate (no shared memory, __syncthreads, warp intrinsics or atomics; the host
 build has no stubs for them, so using one breaks that build). The `host_cuda` fixture builds
 it once per machine into ~/.cache/mmvrwkv/test-builds (the pytest tmp dir if that is not
-writable) and skips when no C++ compiler or ninja is found. The build is never installed.
+writable; op_testing.load_host_build) and skips when no C++ compiler or ninja is found. The
+build is never installed.
 
 What it cannot show: the nvcc-compiled code's rounding (CUDA's expf, FMA contraction) and
 anything about real concurrency or memory limits; the `cuda`-marked tests of test_bi_wkv.py
 cover those on a GPU.
 
-Paths: every `host_cuda` test exercises the CUDA driver + the core (bi_wkv_core.h) with
-V = float / double. Comparisons with the real CPU backend name its path (general / fast).
+Paths: every `host_cuda` test exercises the CUDA driver + the core (kernels/bi_wkv/core.h,
+general walk) with V = float / double. Comparisons with the real CPU backend name its path
+(general / fast walk).
 """
-import os
 import os.path as osp
 import re
-import shutil
-import sys
-import warnings
 
 import pytest
 import torch
 
 from mmvrwkv.ops import bi_wkv, bi_wkv_reference, ext_available
 
-from op_testing import assert_errors, errors, forward_backward  # noqa: E402
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-KERNELS = osp.join(ROOT, 'kernels')
-HOST_SOURCE = osp.join(KERNELS, 'bi_wkv_cuda_host.cpp')
+from op_testing import (KERNELS, ROOT, assert_errors, errors, forward_backward,  # noqa: E402
+                        load_host_build)
 
 F32, F64 = torch.float32, torch.float64
 TOL = {F32: 1e-5, F64: 1e-10}
@@ -44,48 +39,10 @@ needs_ext = pytest.mark.skipif(not ext_available(), reason='mmvrwkv._ext not bui
 # --------------------------------------------------------------------------------------
 
 
-def _build_dir(tmp_path_factory):
-    """A per-(torch, Python) cache folder: ninja rebuilds only what changed (its depfiles
-    track the kernels' headers)."""
-    tag = re.sub(r'[^A-Za-z0-9_.]+', '_', f'torch{torch.__version__}-py{sys.version_info[0]}'
-                                           f'{sys.version_info[1]}')
-    base = os.environ.get('MMVRWKV_TEST_BUILD_DIR') or osp.join(
-        osp.expanduser('~'), '.cache', 'mmvrwkv', 'test-builds')
-    path = osp.join(base, f'bi_wkv_cuda_host-{tag}')
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = osp.join(path, '.writable')
-        with open(probe, 'w'):
-            pass
-        return path
-    except OSError:
-        return str(tmp_path_factory.mktemp('bi_wkv_cuda_host'))
-
-
 @pytest.fixture(scope='session')
 def host_cuda(tmp_path_factory):
     """The host build of the CUDA driver, as a Python module (see the module docstring)."""
-    if not osp.exists(HOST_SOURCE):
-        pytest.skip(f'{HOST_SOURCE} not found (tests run outside a source checkout)')
-    cxx = os.environ.get('CXX', 'c++')
-    if shutil.which(cxx) is None:
-        pytest.skip(f'no C++ compiler found ({cxx!r}; set CXX) for the host build of the CUDA '
-                    'driver')
-    from torch.utils import cpp_extension
-    if not cpp_extension.is_ninja_available():
-        pytest.skip('ninja not found (torch.utils.cpp_extension.load needs it)')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # "No CUDA runtime is found" and similar
-        return cpp_extension.load(
-            name='mmvrwkv_bi_wkv_cuda_host',
-            sources=[HOST_SOURCE],
-            extra_include_paths=[KERNELS],
-            # -fvisibility=hidden: the module's copies of biwkv:: symbols never bind to (or
-            # from) those of mmvrwkv._ext, which holds the same names.
-            extra_cflags=['-O2', '-DBIWKV_HOST_CUDA', '-fvisibility=hidden'],
-            build_directory=_build_dir(tmp_path_factory),
-            with_cuda=False,
-            verbose=False)
+    return load_host_build('bi_wkv', tmp_path_factory)
 
 
 @pytest.fixture
@@ -379,20 +336,21 @@ def _ext():
     return _ext
 
 
-def _header_constant(name, header='bi_wkv.h'):
+def _header_constant(name, header='bi_wkv/params.h'):
     with open(osp.join(KERNELS, header)) as f:
         return int(re.search(rf'constexpr int {name} = (\d+);', f.read()).group(1))
 
 
 @needs_ext
 def test_ext_exports_constants():
-    """cuda_max_chunk_len (kCudaMaxChunk, kernels/bi_wkv.h) is exported by every build of
-    mmvrwkv._ext, CPU-only ones included; cpu_pack_width derives from kPackBytes."""
+    """cuda_max_chunk_len (kCudaMaxChunk, kernels/bi_wkv/params.h) is exported by every build
+    of mmvrwkv._ext, CPU-only ones included; cpu_pack_width derives from kPackBytes
+    (kernels/common/simd.h)."""
     ext = _ext()
     assert isinstance(ext.with_cuda, bool)
     if osp.exists(KERNELS):
         assert ext.cuda_max_chunk_len == _header_constant('kCudaMaxChunk')
-        assert ext.cpu_pack_width == _header_constant('kPackBytes', 'bi_wkv_cpu_pack.h') // 4
+        assert ext.cpu_pack_width == _header_constant('kPackBytes', 'common/simd.h') // 4
     assert ext.cuda_max_chunk_len == 32 and ext.cpu_pack_width == 16
 
 
@@ -409,7 +367,7 @@ def test_cuda_driver_enforces_exported_limit(host_cuda):
 
 @needs_ext
 def test_cpu_path_selection():
-    """Which channel packs take the CPU fast path (cpu_fast_path_packs): bidirectional with
+    """Which channel packs take the CPU fast walk (cpu_fast_path_packs): bidirectional with
     fp32 math (fp32, fp16, bf16 storage), chunk_len (clamped to T) <= 64, chunk_len*|w| <= 20
     and |u| <= 20 on every channel of the pack; the general path otherwise. These are the
     conditions test_bi_wkv.py's docstrings use to name each case's path."""
@@ -438,9 +396,9 @@ def test_cpu_path_selection():
 
 
 def test_host_build_is_not_installed():
-    """The host build is test-only: setup.py does not compile its source, the installed
-    extension has none of its functions."""
+    """The host builds are test-only: setup.py does not compile their sources
+    (kernels/<op>/cuda_host.cpp), the installed extension has none of their functions."""
     with open(osp.join(ROOT, 'setup.py')) as f:
-        assert 'bi_wkv_cuda_host.cpp' not in re.sub(r'""".*?"""', '', f.read(), flags=re.S)
+        assert 'cuda_host' not in re.sub(r'""".*?"""', '', f.read(), flags=re.S)
     if ext_available():
         assert not hasattr(_ext(), 'launches')

@@ -12,8 +12,8 @@ import torch
 from op_testing import forward_backward  # noqa: E402  (tests/ops/op_testing.py)
 
 from mmvrwkv.ops.ms_deform_attn import (DENSE_MAX_ELEMENTS, choose_backend, ms_deform_attn,
-                                        ms_deform_attn_dense, ms_deform_attn_grid_sample,
-                                        ms_deform_attn_reference)
+                                        ms_deform_attn_dense, ms_deform_attn_flops,
+                                        ms_deform_attn_grid_sample, ms_deform_attn_reference)
 
 # the package module (the attribute mmvrwkv.ops.ms_deform_attn is the op function)
 msda = importlib.import_module('mmvrwkv.ops.ms_deform_attn')
@@ -193,3 +193,21 @@ def test_reference_is_the_definition():
     assert at(2.5 / 3, 0.75) == 5.0           # centre of pixel (row 1, col 2)
     assert at(1.0 / 3, 0.25) == 0.5           # between pixels 0 and 1
     assert at(3.0 / 3, 0.75) == 2.5           # right edge: half pixel 5, half padding
+
+
+def test_flop_count_is_the_formula():
+    """Path: auto while traced (grid_sample). mmengine's FlopAnalyzer counts the op at
+    ms_deform_attn_flops: 4 per sampled value and channel, nothing for the weighted sum."""
+    analysis = pytest.importorskip('mmengine.analysis')
+    shapes = SHAPES[0]
+    value, loc, weights = make_inputs(shapes, B=2, Q=9, nH=3, D=5, P=4)
+
+    class Op(torch.nn.Module):
+        def forward(self, v):
+            return ms_deform_attn(v, shapes, loc, weights)
+
+    analyzer = analysis.FlopAnalyzer(Op(), (value,))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.tracer_warnings('none')
+    assert analyzer.by_operator() == {'grid_sampler': ms_deform_attn_flops(2, 9, 3, 5, 3, 4)}
+    assert ms_deform_attn_flops(2, 9, 3, 5, 3, 4) == 4 * 2 * 9 * 3 * 5 * 3 * 4

@@ -2,15 +2,12 @@
 
 Paths, named in every test: 'reference' (explicit float64 gather, the oracle), 'torch' (the
 shift functions + lerp, what the unfused modules compute), 'cpu' (compiled CPU kernel),
-'host_cuda' (the CUDA driver built with g++ as a host emulation, kernels/
-token_shift_cuda_host.cpp: the CUDA kernels' bodies on CPU tensors, no GPU needed), 'cuda'
+'host_cuda' (the CUDA driver built with g++ as a host emulation, kernels/token_shift/
+cuda_host.cpp: the CUDA kernels' bodies on CPU tensors, no GPU needed), 'cuda'
 (the CUDA kernel on a GPU, `cuda` marker).
 """
 import io
 import itertools
-import os
-import os.path as osp
-import shutil
 import warnings
 
 import numpy as np
@@ -19,16 +16,16 @@ import torch
 
 from mmvrwkv.models.layers import TokenShift, q_shift, q_shift_multihead
 from mmvrwkv.ops import token_shift_mix
-from mmvrwkv.ops.token_shift import (compiled_available, resolve_backend,
+from mmvrwkv.ops.backends import compiled_available
+from mmvrwkv.ops.token_shift import (SHIFT_FUNCS, check_shift_config, quarter_split,
+                                     resolve_backend, shift_function,
                                      token_shift_mix_reference)
-from mmvrwkv.ops.token_shift.torch import quarter_split
-from op_testing import forward_backward, rel_err
-from tool_helpers import ROOT
+from op_testing import forward_backward, load_host_build, rel_err
 
 F32, F64 = torch.float32, torch.float64
 MODES = ('q_shift', 'q_shift_multihead', 'token_shift', 'none')
-KERNELS = osp.join(ROOT, 'kernels')
-needs_cpu = pytest.mark.skipif(not compiled_available(),
+HAVE_KERNELS = compiled_available('token_shift_mix')
+needs_cpu = pytest.mark.skipif(not HAVE_KERNELS,
                                reason='mmvrwkv._ext without the token-shift kernels')
 TOL = {F64: 1e-12, F32: 1e-5}
 # (grid, C, num_heads, channel_gamma): odd grids, a single row / column, T = 1, C not
@@ -249,22 +246,7 @@ def test_cpu_backward_saves_only_x_and_mix():
 @pytest.fixture(scope='module')
 def host_cuda(tmp_path_factory):
     """The host build of the token-shift CUDA driver, as a Python module."""
-    source = osp.join(KERNELS, 'token_shift_cuda_host.cpp')
-    if not osp.exists(source):
-        pytest.skip(f'{source} not found (tests run outside a source checkout)')
-    if shutil.which(os.environ.get('CXX', 'c++')) is None:
-        pytest.skip('no C++ compiler for the host build of the CUDA driver')
-    from torch.utils import cpp_extension
-    if not cpp_extension.is_ninja_available():
-        pytest.skip('ninja not found (torch.utils.cpp_extension.load needs it)')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return cpp_extension.load(
-            name='mmvrwkv_token_shift_cuda_host', sources=[source],
-            extra_include_paths=[KERNELS],
-            extra_cflags=['-O2', '-DBIWKV_HOST_CUDA', '-fvisibility=hidden'],
-            build_directory=str(tmp_path_factory.mktemp('token_shift_cuda_host')),
-            with_cuda=False, verbose=False)
+    return load_host_build('token_shift', tmp_path_factory)
 
 
 class HostCudaOp(torch.autograd.Function):
@@ -324,6 +306,21 @@ def test_front_rejects_bad_arguments(bad, match):
     kw.update(bad)
     with pytest.raises(ValueError, match=match):
         token_shift_mix(x, mix, **kw)
+
+
+def test_check_shift_config_names_the_caller():
+    """Path: front. The op's own check of the shift settings, which callers (the layers) reuse
+    with their name in the message."""
+    check_shift_config('q_shift_multihead', 0, 0.25)
+    assert all(shift_function(name) is fn for name, fn in SHIFT_FUNCS.items())
+    for bad in ('x', ['q_shift'], None):
+        with pytest.raises(ValueError, match=r'^TokenShift: shift_mode must be one of'):
+            shift_function(bad, 'TokenShift')
+    for args, match in ((('x', 1, 0.25), r"^TokenShift: shift_mode must be one of .*'q_shift'"),
+                        (('q_shift', True, 0.25), r'^TokenShift: shift_pixel must be an int'),
+                        (('q_shift', 1, 0.0), r'^TokenShift: channel_gamma must be in \(0, 1/4]')):
+        with pytest.raises(ValueError, match=match):
+            check_shift_config(*args, fn='TokenShift')
 
 
 @pytest.mark.parametrize('grid,exc,match', [
@@ -429,7 +426,7 @@ def test_front_rejects_bad_tensors():
 def test_auto_backend():
     """Path: front. 'auto' picks the compiled kernel for the device, 'torch' while tracing."""
     cpu = torch.device('cpu')
-    assert resolve_backend('auto', cpu) == ('cpu' if compiled_available() else 'torch')
+    assert resolve_backend('auto', cpu) == ('cpu' if HAVE_KERNELS else 'torch')
     seen = []
 
     def fn(x):
@@ -500,7 +497,7 @@ def test_token_shift_arguments():
     x = torch.randn(1, 6, 12)
     assert torch.equal(mod.shift(x, (2, 3)), q_shift_multihead(x, 1, 0.25, (2, 3), num_heads=3))
     assert mod.mix(x, (2, 3)) == ()
-    if not compiled_available():
+    if not HAVE_KERNELS:
         with pytest.raises(RuntimeError, match='compiled'):
             TokenShift(12, ('k',), fused=True).fused_backend(x)
 

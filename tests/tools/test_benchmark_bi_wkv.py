@@ -6,9 +6,10 @@ import subprocess
 
 import pytest
 
+from mmvrwkv.analysis import plots, targets
 from tool_helpers import ROOT, load_tool  # noqa: E402
 SCRIPT = os.path.join(ROOT, 'tools', 'analysis', 'benchmark_bi_wkv.py')
-GPU_CHECK = os.path.join(ROOT, 'tools', 'analysis', 'gpu_check.sh')
+GPU_CHECK = os.path.join(ROOT, '.ci', 'device', 'gpu_check.sh')
 TINY = ['--device', 'cpu', '--T', '16', '24', '--C', '8', '--B', '1', '--repeat', '2',
         '--warmup', '1', '--no-progress']
 
@@ -146,8 +147,7 @@ def test_cuda_report_and_targets_synthetic(bench, tmp_path):
     header = table.splitlines()[0].split()
     assert header[-2:] == ['%copy', 'max_rel_err']
     assert ' 80.0 ' in table and 'skipped: too big' in table
-    checker = load_tool('analysis/check_targets')  # the targets live beside the benchmark
-    res = {t['name'].split(' of ')[0]: t for t in checker.bi_wkv_targets(rows, args, copy_gbps)}
+    res = {t['name'].split(' of ')[0]: t for t in targets.bi_wkv_targets(rows, args, copy_gbps)}
     assert res['CUDA kernel fwd >= 70%']['status'] == 'PASS'
     assert res['CUDA kernel fwdbwd >= 50%']['status'] == 'FAIL'
     assert res['CUDA kernel fwdbwd >= 50%']['value'] == pytest.approx(40.0)
@@ -163,7 +163,7 @@ def test_cuda_report_and_targets_synthetic(bench, tmp_path):
     assert png.stat().st_size > 1000
 
 
-# ----------------------------------------------------------------------------- check_targets.py
+# ------------------------------------------- mmvrwkv.analysis.targets, the check_targets command
 
 def _cpu_doc(vs_torch, x_copy, elems=2**20, check=False, err=1e-4):
     rows = [dict(backend='cpu', mode='fwd', dtype='float32', B=1, T=elems // 256, C=256,
@@ -175,7 +175,7 @@ def _cpu_doc(vs_torch, x_copy, elems=2**20, check=False, err=1e-4):
 
 def test_check_targets_cli(tmp_path, capsys):
     """The checker reads a benchmark's JSON: PASS/FAIL lines, overrides, --strict, errors."""
-    checker = load_tool('analysis/check_targets')
+    checker = load_tool('device/check_targets', folder='.ci')
     path = tmp_path / 'b.json'
     path.write_text(json.dumps(_cpu_doc(vs_torch=20.0, x_copy=5.0, check=True)))
     assert checker.main([str(path)]) == 0
@@ -191,9 +191,9 @@ def test_check_targets_cli(tmp_path, capsys):
     assert 'PASS: CPU kernel forward <= 6x' in out and 'FAIL: --check: max_rel_err <= 1e-05' in out
     # Below the size floor (the run's --target-min-elems, else 2^19) the CPU targets SKIP.
     small = _cpu_doc(vs_torch=1.0, x_copy=50.0, elems=2**18)
-    assert [r['status'] for r in checker.evaluate(small)] == ['SKIP', 'SKIP']
+    assert [r['status'] for r in targets.evaluate(small)] == ['SKIP', 'SKIP']
     small['args']['target_min_elems'] = 2**10
-    assert [r['status'] for r in checker.evaluate(small)] == ['FAIL', 'FAIL']
+    assert [r['status'] for r in targets.evaluate(small)] == ['FAIL', 'FAIL']
     with pytest.raises(SystemExit):
         checker.main([str(path), '--target', 'no_such_target=1'])
     other = tmp_path / 'other.json'
@@ -203,21 +203,21 @@ def test_check_targets_cli(tmp_path, capsys):
 
 
 def test_benchmark_json_is_checked_the_same_way(bench, tmp_path, capsys):
-    """The targets a run prints and stores are what check_targets.py finds in its JSON."""
+    """The targets a run prints and stores are what mmvrwkv.analysis.targets finds in its
+    JSON."""
     js = tmp_path / 'b.json'
     assert bench.main(TINY + ['--check', '--json', str(js), '--modes', 'fwd',
                               '--target-min-elems', '100']) == 0
     printed = [ln for ln in capsys.readouterr().out.splitlines()
                if ln.startswith(('PASS:', 'FAIL:', 'SKIP:'))]
-    checker = load_tool('analysis/check_targets')
     doc = json.loads(js.read_text())
-    assert checker.format_results(checker.evaluate(doc)) == printed
-    assert checker.format_results(doc['targets']) == printed
+    assert targets.format_results(targets.evaluate(doc)) == printed
+    assert targets.format_results(doc['targets']) == printed
     if 'cpu' in _backends(bench):  # the size floor came from --target-min-elems
         assert not any(ln.startswith('SKIP: CPU') for ln in printed)
 
 
-# ----------------------------------------------------------------------------- gpu_check_steps.py
+# ----------------------------------------------------------------- .ci/device/gpu_check_steps.py
 
 @pytest.mark.skipif(shutil.which('bash') is None, reason='needs bash')
 def test_gpu_check_steps_budget_summary_and_pack(tmp_path, monkeypatch, capsys):
@@ -225,7 +225,7 @@ def test_gpu_check_steps_budget_summary_and_pack(tmp_path, monkeypatch, capsys):
     quotes them, and packing leaves at most --max-files files with everything in the tarball."""
     import tarfile
     import time
-    steps = load_tool('analysis/gpu_check_steps')
+    steps = load_tool('device/gpu_check_steps', folder='.ci')
     out = tmp_path / 'out'
     monkeypatch.setenv('OUT', str(out))
     monkeypatch.setenv('GPU_CHECK_START', str(int(time.time())))
@@ -292,13 +292,13 @@ def test_plot_draws_the_copy_baseline(bench, tmp_path, monkeypatch):
     times the rows carry (the baseline the x_copy column divides by)."""
     pytest.importorskip('matplotlib')
     figures = []
-    real_save = bench.bh.save_figure
+    real_save = plots.save_figure
 
     def keep(fig, path, *args, **kwargs):
         figures.append([(ln.get_label(), list(ln.get_xdata()), list(ln.get_ydata()))
                         for ax in fig.axes for ln in ax.lines])
         real_save(fig, path, *args, **kwargs)
-    monkeypatch.setattr(bench.bh, 'save_figure', keep)
+    monkeypatch.setattr(plots, 'save_figure', keep)
     js = tmp_path / 'b.json'
     argv = TINY + ['--modes', 'fwd', '--json', str(js), '--plot', str(tmp_path / 'b.png')]
     assert bench.main(argv) == 0

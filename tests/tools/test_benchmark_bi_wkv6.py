@@ -1,9 +1,10 @@
 """tools/analysis/benchmark_bi_wkv.py --op bi_wkv6 on tiny settings (CPU, a few seconds), and
-the v6 targets of tools/analysis/check_targets.py."""
+the v6 targets of mmvrwkv.analysis.targets."""
 import json
 
 import pytest
 
+from mmvrwkv.analysis import targets
 from tool_helpers import load_tool  # noqa: E402
 
 TINY_V6 = ['--op', 'bi_wkv6', '--head-size', '4', '--device', 'cpu', '--T', '16', '33',
@@ -18,8 +19,8 @@ def bench():
 def test_v6_rows_check_and_json(bench, tmp_path, capsys):
     """Every backend x mode x T row of the v6 op is timed and checked against the reference
     ('torch' rows) or 'torch' ('cpu' rows); the JSON names the op and its targets."""
-    from mmvrwkv.ops.bi_wkv6 import available_backends
-    backends = [b for b in ('cpu', 'torch') if b in available_backends()]
+    from mmvrwkv.ops import available_backends
+    backends = [b for b in ('cpu', 'torch') if b in available_backends('bi_wkv6')]
     js = tmp_path / 'v6.json'
     assert bench.main(TINY_V6 + ['--check', '--json', str(js)]) == 0
     out = capsys.readouterr().out
@@ -48,8 +49,7 @@ def _v6_doc(speedup):
 @pytest.mark.parametrize('speedup,status', [(6.0, 'PASS'), (4.0, 'FAIL')])
 def test_v6_targets(speedup, status):
     """The v6 speed-up target (>= 5x 'torch' at T = 4096) passes and fails on synthetic rows."""
-    check_targets = load_tool('analysis/check_targets')
-    results = check_targets.evaluate(_v6_doc(speedup))
+    results = targets.evaluate(_v6_doc(speedup))
     assert [r['status'] for r in results] == [status, status]
     assert all(r['threshold'] == 5.0 for r in results)
 

@@ -13,6 +13,7 @@ import torch
 pytest.importorskip('mmengine')
 pytest.importorskip('torchvision')
 
+from mmvrwkv.analysis import backbones, plots  # noqa: E402
 from tool_helpers import ROOT, load_tool  # noqa: E402
 SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'benchmark_model.py')
 
@@ -183,7 +184,6 @@ def test_eager_and_compiled_side_by_side(bench, tmp_path):
 def capture_figures(bench, monkeypatch):
     """Figures the tool saves, kept open for inspection (axes drawn, so tick labels exist)."""
     figures = []
-    real_save = bench.bh.save_figure
 
     def keep(fig, path, title=None, *args, **kwargs):
         if title:
@@ -191,7 +191,7 @@ def capture_figures(bench, monkeypatch):
         fig.canvas.draw()
         figures.append(fig)
         fig.savefig(path)
-    monkeypatch.setattr(bench.bh, 'save_figure', keep)
+    monkeypatch.setattr(plots, 'save_figure', keep)
     return figures
 
 
@@ -240,7 +240,7 @@ def test_batch_sizes_vrwkv6_and_plot(bench, tmp_path, monkeypatch):
 
 
 def test_vrwkv6_must_be_registered(bench, monkeypatch):
-    monkeypatch.setattr(bench, 'vrwkv6_class', lambda: None)
+    monkeypatch.setattr(backbones, 'vrwkv6_class', lambda: None)
     with pytest.raises(SystemExit):
         bench.parse_args(['--device', 'cpu', '--models', 'vrwkv6', 'vit'])
     with pytest.raises(ValueError, match='VRWKV6 is not registered'):

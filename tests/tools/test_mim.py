@@ -155,7 +155,7 @@ def test_sdist_contents(tmp_path, source):
     with tarfile.open(sdist) as tar:
         names = {n.split('/', 1)[1] for n in tar.getnames() if '/' in n}
     for need in ('setup.py', 'MANIFEST.in', 'model-index.yml', 'requirements/runtime.txt',
-                 'kernels/bi_wkv_cuda.cu', 'kernels/bi_wkv_core.h', 'mmvrwkv/__init__.py',
+                 'kernels/bi_wkv/cuda.cu', 'kernels/bi_wkv/core.h', 'mmvrwkv/__init__.py',
                  'mmvrwkv/.mim/model-index.yml', 'mmvrwkv/.mim/tools/train.py',
                  'mmvrwkv/.mim/tools/test.py', 'mmvrwkv/.mim/tools/dist_train.sh',
                  'mmvrwkv/.mim/configs/vrwkv/metafile.yml',

@@ -27,7 +27,8 @@ conv = _load_tool()
 
 
 def official_keys(C=192, depth=12, gamma=False, key_norm=False, grid=14, classes=1000):
-    """Official mmcls key names and shapes (reference/vision-rwkv-facts.md §1.7)."""
+    """Official mmcls key names and shapes: the state dict of the VRWKV backbone of
+    OpenGVLab/Vision-RWKV, classification/mmcls_custom/models/backbones/vrwkv.py."""
     k = OrderedDict()
     k['backbone.patch_embed.projection.weight'] = (C, 3, 16, 16)
     k['backbone.patch_embed.projection.bias'] = (C, )
@@ -282,11 +283,13 @@ def test_map_key():
 
 def test_mlp_head_checkpoint(tmp_path):
     """VRWKV-L layout ('model', head.0/head.2 MLP, key_norm, gammas, 192-px grid), on a
-    tiny-width copy of the L config to stay fast."""
+    tiny-width copy of the L config (the L arch at width 64, depth 2) to stay fast."""
+    from mmvrwkv.models.backbones import VRWKV
+    mini_large = dict(VRWKV.arch_zoo['large'], embed_dims=64, depth=2)
     cfg_path = tmp_path / 'vrwkv-large-mini.py'
     cfg_path.write_text(
         f'_base_ = {LARGE_CFG!r}\n'
-        "model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=64, depth=2),\n"
+        f"model = dict(backbone=dict(arch=dict(_delete_=True, **{mini_large!r}),\n"
         "                           with_cp=False),\n"
         "             head=dict(in_channels=64, hidden_dim=96, num_classes=10))\n")
     model = _build(str(cfg_path))
@@ -327,3 +330,23 @@ def test_reference_arches_match_facts(arch, C, depth, gamma, key_norm, grid):
     assert {k: tuple(v) for k, v in shapes.items()} == dict(want)
 
 
+
+
+def test_arch_facts_come_from_the_arch_zoos(capsys):
+    """--arch names, families and widths are the backbones' arch_zoo (no table of its own)."""
+    from mmvrwkv.engine.checkpoint import conversion
+    from mmvrwkv.models.backbones import VRWKV, VRWKV6
+    assert conversion.FAMILIES == {'vrwkv': VRWKV, 'vrwkv6': VRWKV6}
+    assert conversion.family_archs('vrwkv') == ['tiny', 'small', 'base', 'large']
+    assert conversion.family_archs('vrwkv6') == ['tiny', 'small', 'base']
+    for family, backbone in conversion.FAMILIES.items():
+        for arch in conversion.family_archs(family):
+            width = backbone.arch_zoo[arch]['embed_dims']
+            weight = torch.empty(width, 3, 16, 16, device='meta')
+            assert conversion.infer_arch({'backbone.patch_embed.projection.weight': weight}) \
+                == arch
+            assert osp.basename(conversion.find_config(arch, family)).startswith(
+                f'{family}-{arch}_')
+    with pytest.raises(SystemExit):
+        conv.parse_args(['--help'])
+    assert '--arch {base,large,small,tiny}' in capsys.readouterr().out

@@ -1,13 +1,12 @@
 """``tools/run_demo.py --epochs N`` shortens the LR schedule together with the run."""
 import os.path as osp
-import sys
 
 import pytest
 from mmengine.config import Config
 
-from tool_helpers import ROOT  # noqa: E402
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import run_demo  # noqa: E402
+from tool_helpers import ROOT, load_tool  # noqa: E402
+
+run_demo = load_tool('run_demo')
 
 
 def _cfg(task):

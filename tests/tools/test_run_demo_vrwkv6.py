@@ -1,7 +1,6 @@
 """``tools/run_demo.py --model vrwkv6``: the VRWKV6-T variants of the demos (config choice,
 CLI errors) and one training step of the VRWKV6-T digits classifier on the real data."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -9,9 +8,9 @@ import torch
 pytest.importorskip('mmpretrain')
 from mmengine.config import Config  # noqa: E402
 
-from tool_helpers import ROOT  # noqa: E402
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import run_demo  # noqa: E402
+from tool_helpers import ROOT, load_tool  # noqa: E402
+
+run_demo = load_tool('run_demo')
 
 
 def test_demo_config_per_model():

@@ -1,5 +1,5 @@
-"""tools/dataset_converters/make_shapes_dataset.py: the synthetic shapes scenes in COCO
-instance format and ADE20K layout.
+"""mmvrwkv.datasets.shapes and its command line tools/dataset_converters/make_shapes_dataset.py:
+the synthetic shapes scenes in COCO instance format and ADE20K layout.
 
 * mmdet's CocoDataset and mmseg's BaseSegDataset (as configured by the demo configs) load the
   output unchanged, with the right numbers of images, instances and classes;
@@ -16,12 +16,10 @@ import sys
 import numpy as np
 import pytest
 
-from tool_helpers import ROOT  # noqa: E402
-SCRIPT = osp.join(ROOT, 'tools', 'dataset_converters', 'make_shapes_dataset.py')
-sys.path.insert(0, osp.dirname(SCRIPT))
-import make_shapes_dataset as msd  # noqa: E402
+import mmvrwkv.datasets.shapes as msd
+from tool_helpers import ROOT
 
-sys.path.pop(0)
+SCRIPT = osp.join(ROOT, 'tools', 'dataset_converters', 'make_shapes_dataset.py')
 
 N_TRAIN, N_VAL, SIZE = 6, 3, 64
 

@@ -91,39 +91,44 @@ def test_dist_backend_flag_and_env(trainer, evaluator, clean_env):
     assert evaluator.parse_args([CFG, 'x.pth']).dist_backend == 'gloo'
 
 
-def test_setup_dist_cpu(trainer, clean_env):
-    """Without CUDA: gloo, our own process-group init, DDP without device ids."""
+def test_setup_dist_cpu(clean_env):
+    """Without CUDA: gloo, our own process-group init, DDP without device ids
+    (mmvrwkv.apis.launch, which tools/train.py and tools/test.py call)."""
     from mmengine.config import Config
+
+    from mmvrwkv.apis import launch
     calls = []
     clean_env.setattr(torch.cuda, 'is_available', lambda: False)
-    clean_env.setattr(trainer, '_init_cpu_process_group',
+    clean_env.setattr(launch, '_init_cpu_process_group',
                       lambda launcher, dist_cfg: calls.append((launcher, dist_cfg)))
     cfg = Config.fromfile(CFG)
-    trainer.setup_dist(cfg, 'none')
+    launch.setup_dist(cfg, 'none')
     assert not calls and cfg.get('model_wrapper_cfg') is None
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
-    trainer.setup_dist(cfg, 'pytorch')
+    launch.setup_dist(cfg, 'pytorch')
     assert calls == [('pytorch', {'backend': 'gloo'})]
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
     assert cfg.model_wrapper_cfg.device_ids is None
     cfg = Config.fromfile(CFG)
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
-    trainer.setup_dist(cfg, 'slurm', backend='mpi')
+    launch.setup_dist(cfg, 'slurm', backend='mpi')
     assert calls[-1] == ('slurm', {'backend': 'mpi'})
     assert cfg.model_wrapper_cfg.find_unused_parameters is True
     assert cfg.model_wrapper_cfg.device_ids is None
 
 
-def test_setup_dist_gpu_keeps_mmengine_path(trainer, clean_env):
+def test_setup_dist_gpu_keeps_mmengine_path(clean_env):
     from mmengine.config import Config
+
+    from mmvrwkv.apis import launch
     clean_env.setattr(torch.cuda, 'is_available', lambda: True)
-    clean_env.setattr(trainer, '_init_cpu_process_group',
+    clean_env.setattr(launch, '_init_cpu_process_group',
                       lambda *a: pytest.fail('no CPU init with CUDA'))
     cfg = Config.fromfile(CFG)
-    trainer.setup_dist(cfg, 'pytorch')
+    launch.setup_dist(cfg, 'pytorch')
     assert cfg.env_cfg.dist_cfg.backend == 'nccl' and cfg.get('model_wrapper_cfg') is None
-    trainer.setup_dist(cfg, 'pytorch', backend='gloo')
+    launch.setup_dist(cfg, 'pytorch', backend='gloo')
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
 
 

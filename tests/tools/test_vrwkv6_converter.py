@@ -18,7 +18,9 @@ V1_TINY_CFG = osp.join(ROOT, 'configs', 'vrwkv', 'vrwkv-tiny_8xb128_in1k.py')
 
 
 def official_v6_keys(C=192, H=3, depth=12, gamma=False):
-    """Official VRWKV6 mmcls key names and shapes (facts §1.7, §2), written out here."""
+    """Official VRWKV6 mmcls key names and shapes, written out here: the state dict of the
+    VRWKV6 backbone of OpenGVLab/Vision-RWKV,
+    classification/mmcls_custom/models/backbones/vrwkv6.py."""
     k = OrderedDict()
     k['backbone.patch_embed.projection.weight'] = (C, 3, 16, 16)
     k['backbone.patch_embed.projection.bias'] = (C, )

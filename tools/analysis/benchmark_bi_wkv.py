@@ -24,7 +24,7 @@ A baseline is measured in the same run:
 (the range of VRWKV6's 'fancy' init) and u ~ U(-1, 1); the gradients are those of r, k, v, w,
 u, and the bytes counted are r, k, v, w read and y written (5 elements per B*T*C) forward,
 plus r, k, v, w, grad_y read and their four gradients written (14 in all) forward + backward.
-Its target (check_targets.py): the CPU kernel >= 5x the 'torch' backend at T = 4096.
+Its target (mmvrwkv/analysis/targets.py): the CPU kernel >= 5x the 'torch' backend at T = 4096.
 
 ``--check`` compares every backend's output (and, for fwd+bwd, all four gradients) with the
 'torch' backend (the 'torch' rows are compared with the float64 O(T^2) 'reference' while
@@ -32,11 +32,11 @@ that is cheap) and adds the column ``max_rel_err`` = max|x - x_ref| / max|x_ref|
 over the compared tensors.
 
 At the end, PASS/FAIL/SKIP lines report the project's targets, as
-``tools/analysis/check_targets.py`` evaluates them on this run's JSON (the targets are
-defined there): CPU kernel forward >= 15x 'torch' and <= 4x the copy time (B*T*C >=
---target-min-elems, default 2^19); CUDA kernel in bf16 with B*T*C >= 2^24 at >= 70 % (fwd)
-and >= 50 % (fwd+bwd) of the copy bandwidth; with --check every max_rel_err within
---check-tol.
+``mmvrwkv.analysis.targets`` evaluates them on this run's JSON (the targets are defined
+there; the check_targets command line does the same on stored JSON files): CPU kernel
+forward >= 15x 'torch' and <= 4x the copy time (B*T*C >= --target-min-elems, default 2^19);
+CUDA kernel in bf16 with B*T*C >= 2^24 at >= 70 % (fwd) and >= 50 % (fwd+bwd) of the copy
+bandwidth; with --check every max_rel_err within --check-tol.
 
 Threads: on the CPU, the 'torch' backend is ~70 small aten ops per call (casts, exp, products,
 cumsums, ...), most of them a fork-join over torch's OpenMP threads, while the kernel is one
@@ -70,16 +70,16 @@ import time
 OMP_WAIT_POLICY = os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 _OMP_POLICY_APPLIED = 'torch' not in sys.modules  # too late when torch is already imported
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # the harness beside this file, also when loaded from its path
-    sys.path.insert(0, _HERE)
-import bench_harness as bh  # noqa: E402  (also puts the checkout on sys.path)
-import check_targets  # noqa: E402
-
 import torch  # noqa: E402
 
+from mmvrwkv.analysis import machine, options, plots, report  # noqa: E402
+from mmvrwkv.analysis.accuracy import max_rel_err  # noqa: E402
+from mmvrwkv.analysis.memory import free_memory  # noqa: E402
+from mmvrwkv.analysis.progress import Progress  # noqa: E402
+from mmvrwkv.analysis.report import Column  # noqa: E402
+from mmvrwkv.analysis.targets import evaluate, format_results  # noqa: E402
+from mmvrwkv.analysis.timing import measure  # noqa: E402
 from mmvrwkv.ops import available_backends, bi_wkv, bi_wkv6  # noqa: E402
-from mmvrwkv.ops.bi_wkv6 import available_backends as available_backends_v6  # noqa: E402
 
 MODES = ('fwd', 'fwdbwd')
 # Elements of size B*T*C moved through memory per call (see the module docstring).
@@ -101,10 +101,12 @@ QUICK = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, epilog=bh.describe_presets(DEFAULTS, QUICK),
+    p = argparse.ArgumentParser(description=__doc__,
+                                epilog=options.describe_presets(DEFAULTS, QUICK),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    bh.add_common_args(p, quick_help='small preset (CPU: < 20 s on 2 cores) for smoke tests; '
-                                     'explicit --T/--C/--B/--warmup/--repeat still win')
+    options.add_common_args(p, quick_help='small preset (CPU: < 20 s on 2 cores) for smoke '
+                                          'tests; explicit --T/--C/--B/--warmup/--repeat '
+                                          'still win')
     p.add_argument('--op', choices=OPS, default='bi_wkv',
                    help='the op: bi_wkv (VRWKV) or bi_wkv6 (VRWKV6; see --head-size)')
     p.add_argument('--head-size', type=int, default=64,
@@ -115,7 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--T', type=int, nargs='+', default=None, help='token counts')
     p.add_argument('--C', type=int, nargs='+', default=None, help='channel counts')
     p.add_argument('--B', type=int, nargs='+', default=None, help='batch sizes')
-    p.add_argument('--dtype', choices=sorted(bh.DTYPES), default='float32',
+    p.add_argument('--dtype', choices=sorted(options.DTYPES), default='float32',
                    help='dtype of k, v (w, u stay float32)')
     p.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES),
                    help='fwd = forward only (no_grad); fwdbwd = forward + backward')
@@ -133,7 +135,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'max_rel_err')
     p.add_argument('--check-tol', type=float, default=None,
                    help='tolerance of the --check target (default: 1e-3 float32, 1e-2 float16, '
-                        '5e-2 bfloat16; see check_targets.py)')
+                        '5e-2 bfloat16; see mmvrwkv/analysis/targets.py)')
     p.add_argument('--target-min-elems', type=int, default=None,
                    help='configurations with B*T*C at least this count for the CPU targets '
                         '(default 2^19); the CUDA targets always use 2^24 in bf16')
@@ -145,9 +147,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--plot-metric', choices=['auto', 'time', 'gbps'], default='auto',
                    help='plotted quantity (auto: GB/s on cuda, time on cpu)')
     p.add_argument('--strict', action='store_true', help='exit with status 1 when a target FAILs')
-    args = bh.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
+    args = options.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
 
-    backends = available_backends_v6() if args.op == 'bi_wkv6' else available_backends()
+    backends = available_backends(args.op)
     usable = [b for b in backends if b != 'reference']
     if args.backends is None:
         args.backends = [b for b in usable if b == args.device] + ['torch']
@@ -177,7 +179,7 @@ def copy_bandwidth(mib: int, warmup: int = 3, repeat: int = 20) -> float:
     n = mib * 2**20 // 4
     src = torch.randn(n, device='cuda')
     dst = torch.empty_like(src)
-    t = bh.measure(functools.partial(dst.copy_, src), 'cuda', warmup, repeat, budget=2.0).value
+    t = measure(functools.partial(dst.copy_, src), 'cuda', warmup, repeat, budget=2.0).value
     gbps = 2 * src.numel() * src.element_size() / t / 1e9
     del src, dst
     torch.cuda.empty_cache()
@@ -253,7 +255,7 @@ def estimate_bytes(N, es, backends, mode, check, op='bi_wkv'):
 
 def benchmark(args, progress):
     """Every (B, C, T) configuration x backend x mode: a list of row dicts."""
-    device, dtype = args.device, bh.DTYPES[args.dtype]
+    device, dtype = args.device, options.DTYPES[args.dtype]
     gen = torch.Generator(device=device).manual_seed(args.seed)
     rows = []
     l2 = 0
@@ -282,7 +284,7 @@ def benchmark(args, progress):
                     except torch.cuda.OutOfMemoryError as e:  # pragma: no cover - GPU only
                         skip = f'out of memory: {str(e).splitlines()[0][:80]}'
                     if skip:  # pragma: no cover - GPU only (outside `except`: frees the frames)
-                        bh.free_memory(device)
+                        free_memory(device)
                 if skip:
                     for b, m in todo:
                         rows.append(dict(base, backend=b, mode=m, status='skipped', reason=skip))
@@ -292,7 +294,7 @@ def benchmark(args, progress):
 
 def bench_config(args, base, todo, gen, l2, progress):
     """All backends and modes of one configuration (plus its copy baseline and --check)."""
-    device, dtype = args.device, bh.DTYPES[args.dtype]
+    device, dtype = args.device, options.DTYPES[args.dtype]
     B, T, C, N = base['B'], base['T'], base['C'], base['elems']
     es = torch.finfo(dtype).bits // 8
     # Rotate input sets so that small problems are not timed out of the GPU's L2 cache.
@@ -306,8 +308,8 @@ def bench_config(args, base, todo, gen, l2, progress):
     if device == 'cpu':
         k, v = kv_of(args.op, sets[0])
         # Cheap and noisy: at least 10 timed copies.
-        copy_s = bh.measure(lambda: (k.clone(), v.clone()), device, max(args.warmup, 1),
-                            max(args.repeat, 10), min(args.budget, 0.5), args.stat).value
+        copy_s = measure(lambda: (k.clone(), v.clone()), device, max(args.warmup, 1),
+                         max(args.repeat, 10), min(args.budget, 0.5), args.stat).value
 
     refs = {}
     if args.check:
@@ -327,7 +329,7 @@ def bench_config(args, base, todo, gen, l2, progress):
             return run_op(backend, mode, sets[counter[0] % n_sets], args.chunk_len, args.op)
 
         try:
-            timing = bh.measure(fn, device, args.warmup, args.repeat, args.budget, args.stat)
+            timing = measure(fn, device, args.warmup, args.repeat, args.budget, args.stat)
         except torch.cuda.OutOfMemoryError:
             raise
         except (RuntimeError, ValueError) as e:
@@ -348,7 +350,7 @@ def bench_config(args, base, todo, gen, l2, progress):
             ref_name = 'reference' if backend == 'torch' else 'torch'
             ref = refs.get((ref_name, mode))
             if ref is not None:
-                row['max_rel_err'] = bh.max_rel_err(
+                row['max_rel_err'] = max_rel_err(
                     run_op(backend, mode, sets[0], args.chunk_len, args.op), ref)
                 row['check_against'] = ref_name
         out.append(row)
@@ -368,17 +370,17 @@ def bench_config(args, base, todo, gen, l2, progress):
 
 def columns(device, check, copy_gbps=None):
     """The table's columns: x_copy on the CPU, %copy (of the copy bandwidth) on CUDA."""
-    cols = [bh.Column('backend', 'backend'), bh.Column('mode', 'mode'), bh.Column('dtype', 'dtype'),
-            bh.Column('B', 'B'), bh.Column('T', 'T'), bh.Column('C', 'C'),
-            bh.Column('time_ms', 'time_ms', '.4g'), bh.Column('GB/s', 'gbps', '.1f'),
-            bh.Column('vs_torch', 'vs_torch', '.2f')]
+    cols = [Column('backend', 'backend'), Column('mode', 'mode'), Column('dtype', 'dtype'),
+            Column('B', 'B'), Column('T', 'T'), Column('C', 'C'),
+            Column('time_ms', 'time_ms', '.4g'), Column('GB/s', 'gbps', '.1f'),
+            Column('vs_torch', 'vs_torch', '.2f')]
     if device == 'cpu':
-        cols.append(bh.Column('x_copy', 'x_copy', '.2f'))
+        cols.append(Column('x_copy', 'x_copy', '.2f'))
     else:
-        cols.append(bh.Column('%copy', lambda r: 100 * r['gbps'] / copy_gbps if copy_gbps else None,
-                              '.1f'))
+        cols.append(Column('%copy', lambda r: 100 * r['gbps'] / copy_gbps if copy_gbps else None,
+                           '.1f'))
     if check:
-        cols.append(bh.Column('max_rel_err', 'max_rel_err', '.2e'))
+        cols.append(Column('max_rel_err', 'max_rel_err', '.2e'))
     return cols
 
 
@@ -386,7 +388,7 @@ def format_table(rows, device, check, copy_gbps=None):
     """The printed table; skipped / failed rows show their reason after B, T, C."""
     def note(r):
         return None if r.get('status') == 'ok' else f"{r.get('status')}: {r.get('reason', '')}"
-    return bh.format_table(columns(device, check, copy_gbps), rows, note=note, lead=6)
+    return report.format_table(columns(device, check, copy_gbps), rows, note=note, lead=6)
 
 
 def copy_baseline_points(rows, mode, C, B):
@@ -401,7 +403,7 @@ def plot_copy_baseline(ax, rows, mode, C, Bs):
         pts = copy_baseline_points(rows, mode, C, B)
         if pts:
             ax.plot(*zip(*pts), color='k', linestyle=':', linewidth=1.0,
-                    marker=bh.MARKERS[i % len(bh.MARKERS)], markersize=3,
+                    marker=plots.MARKERS[i % len(plots.MARKERS)], markersize=3,
                     label=f'copy k, v B={B}')
 
 
@@ -414,7 +416,7 @@ def plot(rows, args, copy_gbps, path, env=None):
     ok = [r for r in rows if r.get('status') == 'ok']
     modes = [m for m in args.modes if any(r['mode'] == m for r in ok)] or list(args.modes)
     Cs = sorted({r['C'] for r in ok}) or list(args.C)
-    fig, axes = bh.subplots(len(modes), len(Cs))
+    fig, axes = plots.subplots(len(modes), len(Cs))
     for i, mode in enumerate(modes):
         for j, C in enumerate(Cs):
             ax = axes[i][j]
@@ -426,16 +428,16 @@ def plot(rows, args, copy_gbps, path, env=None):
                                  and r['backend'] == backend and r['B'] == B)
                     if pts:
                         ax.plot(*zip(*pts), label=f'{backend} B={B}',
-                                **bh.series_style(series, dashed=backend == 'torch'))
+                                **plots.series_style(series, dashed=backend == 'torch'))
                     series += 1
             if metric == 'gbps' and copy_gbps:
                 ax.axhline(copy_gbps, color='k', linewidth=0.8, linestyle=':',
                            label=f'copy {copy_gbps:.0f} GB/s')
             if metric == 'time':
                 plot_copy_baseline(ax, ok, mode, C, args.B)
-            bh.log_axis(ax, 'x', sorted({r['T'] for r in ok} or args.T))
+            plots.log_axis(ax, 'x', sorted({r['T'] for r in ok} or args.T))
             if ax.has_data():
-                bh.log_axis(ax, 'y')
+                plots.log_axis(ax, 'y')
                 ax.legend(fontsize=7)
             ax.set_xlabel('T (tokens)')
             ax.set_ylabel('GB/s' if metric == 'gbps' else 'time (ms)')
@@ -444,17 +446,17 @@ def plot(rows, args, copy_gbps, path, env=None):
     env = env or dict(device=args.device, device_name=args.device,
                       threads=torch.get_num_threads())
     what = 'Bi-WKV op ' + ('bandwidth' if metric == 'gbps' else 'time')
-    bh.save_figure(fig, path, bh.plot_title(what, env, args.dtype, args.B), dpi=100)
+    plots.save_figure(fig, path, plots.plot_title(what, env, args.dtype, args.B), dpi=100)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    env = bh.environment(args.device, args.dtype)
+    env = machine.environment(args.device, args.dtype)
     env['omp_wait_policy'] = OMP_WAIT_POLICY if _OMP_POLICY_APPLIED else 'set before torch loaded'
     copy_gbps = copy_bandwidth(args.copy_mib) if args.device == 'cuda' else None
     total = len(args.B) * len(args.C) * len(args.T) * len(args.backends) * len(args.modes)
     t0 = time.perf_counter()
-    with bh.Progress(total, args.op, args.no_progress) as progress:
+    with Progress(total, args.op, args.no_progress) as progress:
         rows = benchmark(args, progress)
     elapsed = time.perf_counter() - t0
 
@@ -470,8 +472,8 @@ def main(argv=None):
         print(f'# baseline: device copy bandwidth {copy_gbps:.1f} GB/s ({args.copy_mib} MiB, '
               'read + write); GB/s counts k, v read + y written (fwd) and + k, v, grad_y read, '
               'grad_k, grad_v written (fwdbwd); %copy = GB/s / copy bandwidth')
-    warning = bh.busy_warning(env, ' (multi-threaded ops suffer most; --threads 1 and --stat min '
-                                   'help)')
+    warning = machine.busy_warning(env, ' (multi-threaded ops suffer most; --threads 1 and '
+                                        '--stat min help)')
     if warning:
         print(warning)
     print(format_table(rows, args.device, args.check, copy_gbps))
@@ -479,12 +481,12 @@ def main(argv=None):
                baseline=dict(kind='clone' if args.device == 'cpu' else 'device_copy',
                              copy_gbps=copy_gbps, copy_mib=args.copy_mib if copy_gbps else None),
                rows=rows, elapsed_s=elapsed)
-    doc['targets'] = targets = check_targets.evaluate(doc)
+    doc['targets'] = targets = evaluate(doc)
     print(f'# {len(rows)} rows in {elapsed:.1f} s')
-    for line in check_targets.format_results(targets):
+    for line in format_results(targets):
         print(line)
-    bh.write_outputs(args.json, doc, args.plot,
-                     lambda path: plot(rows, args, copy_gbps, path, env))
+    report.write_outputs(args.json, doc, args.plot,
+                         lambda path: plot(rows, args, copy_gbps, path, env))
     if args.strict and any(t['status'] == 'FAIL' for t in targets):
         return 1
     return 0

@@ -72,26 +72,19 @@ Examples::
         --resolutions 224 512 1024 2048 --dtype float32 --batch-size 1
 """
 import argparse
-import os.path as osp
-import sys
 import time
 
-_HERE = osp.dirname(osp.abspath(__file__))
-if _HERE not in sys.path:  # the harness beside this file, also when loaded from its path
-    sys.path.insert(0, _HERE)
-import bench_harness as bh  # noqa: E402  (also puts the checkout on sys.path)
-from bench_harness import is_oom  # noqa: E402,F401  (part of this tool's interface)
+import torch
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+from mmvrwkv.analysis import backbones, machine, options, plots, report
+from mmvrwkv.analysis.backbones import resolve_baseline
+# is_oom is part of this tool's interface too (benchmark_model.is_oom).
+from mmvrwkv.analysis.memory import CpuMemory, CudaMemory, free_memory, is_oom, memory_meter
+from mmvrwkv.analysis.progress import Progress
+from mmvrwkv.analysis.report import Column
+from mmvrwkv.analysis.timing import measure, sync
 
 ARCHS = ('tiny', 'small', 'base')
-# ViT/DeiT of the same size as VRWKV-T/S/B (mmpretrain's 'deit-*' archs).
-VIT_ARCHS = {
-    'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, feedforward_channels=768),
-    'small': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
-    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
-}
 MODELS = ('vrwkv', 'vrwkv6', 'vit')
 DEFAULT_MODELS = ['vrwkv', 'vit']
 DEFAULTS = {
@@ -114,18 +107,18 @@ COMPILE_CHOICES = {'eager': (False,), 'compiled': (True,), 'both': (False, True)
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                epilog=bh.describe_presets(DEFAULTS, QUICK),
+                                epilog=options.describe_presets(DEFAULTS, QUICK),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    bh.add_common_args(p)
+    options.add_common_args(p)
     p.add_argument('--archs', nargs='+', choices=ARCHS, default=None, help='model sizes')
     p.add_argument('--resolutions', nargs='+', type=int, default=None,
                    help='square input sides in pixels (multiples of 16)')
     p.add_argument('--batch-size', type=int, nargs='+', default=None,
                    help='images per forward pass; several give table rows and plot panels '
                         'per batch size')
-    p.add_argument('--dtype', choices=sorted(bh.DTYPES), default=None,
+    p.add_argument('--dtype', choices=sorted(options.DTYPES), default=None,
                    help='weights and input dtype (default: float32 on cpu, bfloat16 on cuda)')
-    p.add_argument('--baseline', choices=['auto', 'mmpretrain', 'torchvision'], default='auto',
+    p.add_argument('--baseline', choices=list(backbones.BASELINES), default='auto',
                    help='where the ViT comes from (auto: mmpretrain if installed, else '
                         'torchvision)')
     p.add_argument('--models', nargs='+', choices=MODELS, default=list(DEFAULT_MODELS),
@@ -141,12 +134,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', metavar='FILE', help='write settings, measurements and table as JSON')
     p.add_argument('--plot', metavar='FILE', help='write a PNG of img/s and memory vs resolution')
-    args = bh.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
+    args = options.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
     if min(args.batch_size) < 1:
         p.error('--batch-size must be >= 1')
     args.batch_size = sorted(set(args.batch_size))
     args.models = list(dict.fromkeys(args.models))
-    if 'vrwkv6' in args.models and vrwkv6_class() is None:
+    if 'vrwkv6' in args.models and backbones.vrwkv6_class() is None:
         p.error('--models vrwkv6: mmvrwkv.VRWKV6 is not registered in this checkout '
                 '(mmvrwkv.models.backbones has no VRWKV6)')
     bad = [r for r in args.resolutions if r < 16 or r % 16]
@@ -161,76 +154,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def resolve_baseline(name, error=None):
-    """'auto' -> 'mmpretrain' when importable, else 'torchvision'; check availability."""
-    def importable(mod):
-        try:
-            __import__(mod)
-            return True
-        except Exception:  # noqa: BLE001  (mmpretrain fails with ImportError or mmcv errors)
-            return False
-
-    if name == 'auto':
-        name = 'mmpretrain' if importable('mmpretrain.models') else 'torchvision'
-    module = {'mmpretrain': 'mmpretrain.models', 'torchvision': 'torchvision.models'}[name]
-    if not importable(module):
-        msg = f'--baseline {name}: {module} cannot be imported'
-        if error is None:
-            raise ImportError(msg)
-        error(msg)
-    return name
-
-
 # ----------------------------------------------------------------------------- models
 
-class TorchvisionViT(nn.Module):
-    """torchvision's ViT as a backbone: patch embedding, class token, encoder (position
-    embedding, blocks, final LayerNorm); returns the patch tokens as ``[B, C, H', W']``."""
-
-    def __init__(self, embed_dims, num_layers, num_heads, feedforward_channels, img_size,
-                 patch_size=16):
-        super().__init__()
-        from torchvision.models.vision_transformer import VisionTransformer
-        self.vit = VisionTransformer(
-            image_size=img_size, patch_size=patch_size, num_layers=num_layers,
-            num_heads=num_heads, hidden_dim=embed_dims, mlp_dim=feedforward_channels)
-        self.vit.heads = nn.Identity()
-
-    def forward(self, x):
-        B = x.shape[0]
-        hw = (x.shape[2] // self.vit.patch_size, x.shape[3] // self.vit.patch_size)
-        x = self.vit._process_input(x)
-        x = torch.cat([self.vit.class_token.expand(B, -1, -1), x], dim=1)
-        x = self.vit.encoder(x)
-        return (x[:, 1:].transpose(1, 2).reshape(B, -1, *hw), )
-
-
-def vrwkv6_class():
-    """``mmvrwkv.VRWKV6`` from the registry, or None where it is not registered."""
-    import mmvrwkv.models  # noqa: F401  (registers the backbones)
-    from mmvrwkv.registry import MODELS as REGISTRY
-    return REGISTRY.get('VRWKV6')
-
-
 def build_model(model, arch, res, baseline, depth=None, wkv_backend='auto'):
-    if model in ('vrwkv', 'vrwkv6'):
-        if model == 'vrwkv':
-            from mmvrwkv.models.backbones import VRWKV as cls
-        else:
-            cls = vrwkv6_class()
-            if cls is None:
-                raise ValueError("model 'vrwkv6': mmvrwkv.VRWKV6 is not registered")
-        kw = dict(arch=arch, img_size=res, patch_size=16, wkv_backend=wkv_backend)
-        if depth is not None:
-            kw['depth'] = depth
-        return cls(**kw)
-    spec = dict(VIT_ARCHS[arch])
-    if depth is not None:
-        spec['num_layers'] = depth
-    if baseline == 'mmpretrain':
-        from mmpretrain.models import VisionTransformer
-        return VisionTransformer(arch=spec, img_size=res, patch_size=16, out_type='featmap')
-    return TorchvisionViT(img_size=res, **spec)
+    """``model`` ('vrwkv', 'vrwkv6' or 'vit') of size ``arch`` at ``res`` px, patch 16."""
+    if model == 'vit':
+        return backbones.build_vit(arch, res, 16, baseline, depth)
+    return backbones.build_vrwkv(arch, res, 16, depth, version=model, wkv_backend=wkv_backend)
 
 
 def model_label(model, arch, baseline):
@@ -279,7 +209,7 @@ def make_step(model, x, mode, compiled):
 def measure_one(args, model_name, arch, res, memory, compiled=False, batch=None):
     """One model at one resolution and batch size: returns a result dict (status 'ok',
     'OOM' or 'error'); peak memory is taken during the first timed run."""
-    device, dtype = args.device, bh.DTYPES[args.dtype]
+    device, dtype = args.device, options.DTYPES[args.dtype]
     B = args.batch_size[0] if batch is None else batch
     result = result_record(model_name, arch, res, args, compiled=compiled, batch=B)
     model = x = step = None
@@ -297,9 +227,9 @@ def measure_one(args, model_name, arch, res, memory, compiled=False, batch=None)
                 result['mem_mib'] = memory.peak_mib(base)
 
         warmup = max(args.warmup, 1) if compiled else args.warmup  # compile before timing
-        timing = bh.measure(step, device, warmup, args.repeat,
-                            before=lambda i: memory.reset_peak() if i == 0 else None,
-                            after=first_peak)
+        timing = measure(step, device, warmup, args.repeat,
+                         before=lambda i: memory.reset_peak() if i == 0 else None,
+                         after=first_peak)
         result.update(times_s=timing.samples, median_s=timing.median, min_s=timing.min,
                       spread=timing.spread, img_s=B / timing.median)
     except Exception as e:  # noqa: BLE001  (recorded, the sweep goes on)
@@ -309,14 +239,14 @@ def measure_one(args, model_name, arch, res, memory, compiled=False, batch=None)
         model = x = step = None  # (the closures hold them) free them before the next one
         if compiled:
             torch._dynamo.reset()  # compiled graphs of this model hold its weights
-        bh.free_memory(device)
+        free_memory(device)
     return result
 
 
 def warm_up_process(args):
     """One untimed forward of each (shallow) model first, so that lazily loaded libraries and
     kernels are not charged to the first configuration's time or memory."""
-    dtype = bh.DTYPES[args.dtype]
+    dtype = options.DTYPES[args.dtype]
     for model_name in args.models:
         model = x = None
         try:
@@ -328,18 +258,18 @@ def warm_up_process(args):
                             dtype=dtype)
             with torch.inference_mode():
                 model(x)
-            bh.sync(args.device)
+            sync(args.device)
         except Exception:  # noqa: BLE001  (the real measurement records the error)
             pass
         finally:
             model = x = None
-            bh.free_memory(args.device)
+            free_memory(args.device)
 
 
 def run_sweep(args, progress=None):
     """Every batch size x arch x model x resolution (larger resolutions after an OOM are
     skipped as OOM): the result dicts and the memory meter's note (None when it works)."""
-    memory = bh.memory_meter(args.device)
+    memory = memory_meter(args.device)
     warm_up_process(args)
     results = []
     for batch in args.batch_size:
@@ -421,13 +351,13 @@ def build_table(results, archs, resolutions, compile_variants=(False,), batches=
 
 
 # The printed table: (title, TABLE_COLUMNS key, number format); missing values are 'n/a'.
-COLUMNS = [bh.Column(title, key, fmt, missing='n/a') for title, key, fmt in (
+COLUMNS = [Column(title, key, fmt, missing='n/a') for title, key, fmt in (
     ('size', 'arch', ''), ('res', 'res', ''), ('tokens', 'tokens', ''), ('B', 'batch', ''),
     ('run', 'compiled', ''),
     ('VRWKV img/s', 'vrwkv_img_s', '.2f'), ('ViT img/s', 'vit_img_s', '.2f'),
     ('speed x', 'speed_ratio', '.2f'), ('VRWKV MiB', 'vrwkv_mem_mib', '.1f'),
     ('ViT MiB', 'vit_mem_mib', '.1f'), ('mem x', 'mem_ratio', '.2f'))]
-V6_TABLE_COLUMNS = [bh.Column(title, key, fmt, missing='n/a') for title, key, fmt in (
+V6_TABLE_COLUMNS = [Column(title, key, fmt, missing='n/a') for title, key, fmt in (
     ('VRWKV6 img/s', 'vrwkv6_img_s', '.2f'), ('v6 speed x', 'v6_speed_ratio', '.2f'),
     ('VRWKV6 MiB', 'vrwkv6_mem_mib', '.1f'), ('v6 mem x', 'v6_mem_ratio', '.2f'))]
 
@@ -436,7 +366,7 @@ def format_table(rows, baseline, models=DEFAULT_MODELS):
     """The table and a line that says what the ratios mean."""
     v6 = 'vrwkv6' in models
     columns = COLUMNS + (V6_TABLE_COLUMNS if v6 else [])
-    return (bh.format_table(columns, rows) + '\n'
+    return (report.format_table(columns, rows) + '\n'
             f'ViT = DeiT of the same size from {baseline}; speed x = img/s VRWKV / ViT '
             '(> 1: VRWKV faster); mem x = peak memory VRWKV / ViT (< 1: VRWKV lighter)'
             + ('; v6 speed x, v6 mem x: the same for VRWKV6' if v6 else ''))
@@ -456,7 +386,7 @@ def series_styles(args):
         for model_name in args.models:
             i = len({k[:2] for k in styles})
             for compiled in COMPILE_CHOICES[args.compile]:
-                style = bh.series_style(i)
+                style = plots.series_style(i)
                 style['marker'] = MODEL_MARKERS[model_name]
                 if compiled:
                     style.update(linestyle=':', markerfacecolor='none')
@@ -485,7 +415,7 @@ def plot(results, args, path, env=None):
     batches = list(args.batch_size)
     with_ratio = 'vit' in args.models and len(args.models) > 1
     ncols = 3 if with_ratio else 2
-    fig, axes = bh.subplots(len(batches), ncols, panel=(5.2, 4.2))
+    fig, axes = plots.subplots(len(batches), ncols, panel=(5.2, 4.2))
     styles = series_styles(args)
     for row, batch in zip(axes, batches):
         for (arch, model_name, compiled), style in styles.items():
@@ -517,16 +447,16 @@ def plot(results, args, path, env=None):
             ax.set_xlabel('resolution (px, square)')
             ax.set_ylabel(ylabel)
             ax.set_title(f'{title}, batch {batch}' if len(batches) > 1 else title, fontsize=9)
-            bh.log_axis(ax, 'x', args.resolutions)
+            plots.log_axis(ax, 'x', args.resolutions)
             if ax.lines:
-                bh.log_axis(ax, 'y')
+                plots.log_axis(ax, 'y')
                 ax.legend(fontsize=7)
             ax.grid(True, which='both', alpha=0.3)
     env = env or dict(device=args.device, device_name=args.device,
                       threads=torch.get_num_threads())
     what = 'inference' if args.mode == 'infer' else 'training step (fwd + bwd + AdamW)'
     run = {'eager': 'eager', 'compiled': 'torch.compile', 'both': 'eager and torch.compile'}
-    bh.save_figure(fig, path, bh.plot_title(
+    plots.save_figure(fig, path, plots.plot_title(
         f'Backbones, {what}, {run[args.compile]}', env, args.dtype, batches))
 
 
@@ -538,7 +468,7 @@ def main(argv=None):
     total = (len(args.archs) * len(args.resolutions) * len(args.models) * len(variants)
              * len(args.batch_size))
     t0 = time.time()
-    with bh.Progress(total, 'model', args.no_progress) as progress:
+    with Progress(total, 'model', args.no_progress) as progress:
         results, mem_note = run_sweep(args, progress)
     rows = build_table(results, args.archs, args.resolutions, variants, args.batch_size,
                        args.models)
@@ -552,15 +482,15 @@ def main(argv=None):
     for r in results:
         if r['status'] != 'ok':
             print(f"{r['name']} {r['res']}px B={r['batch']}: {r['status']} {r['error'] or ''}")
-    env = bh.environment(args.device, args.dtype, ('mmpretrain', 'torchvision'))
+    env = machine.environment(args.device, args.dtype, ('mmpretrain', 'torchvision'))
     if 'available_backends' in env:
         env['wkv_backends'] = env['available_backends']  # this tool's earlier name for it
     settings = {k: v for k, v in vars(args).items() if k not in ('json', 'plot')}
     doc = dict(tool='benchmark_model', environment=env, settings=settings,
-               memory_method=(bh.CudaMemory if args.device == 'cuda' else bh.CpuMemory).method,
+               memory_method=(CudaMemory if args.device == 'cuda' else CpuMemory).method,
                memory_note=mem_note,
                results=results, table=rows, columns=list(table_columns(args.models)))
-    bh.write_outputs(args.json, doc, args.plot, lambda path: plot(results, args, path, env))
+    report.write_outputs(args.json, doc, args.plot, lambda path: plot(results, args, path, env))
     return dict(results=results, table=rows, memory_note=mem_note)
 
 

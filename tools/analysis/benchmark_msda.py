@@ -33,18 +33,16 @@ Examples::
     python tools/analysis/benchmark_msda.py --arch base --resolutions 128 256 --plot msda.png
 """
 import argparse
-import os.path as osp
-import sys
 
-_HERE = osp.dirname(osp.abspath(__file__))
-if _HERE not in sys.path:  # the harness beside this file, also when loaded from its path
-    sys.path.insert(0, _HERE)
-import bench_harness as bh  # noqa: E402  (also puts the checkout on sys.path)
+import torch
 
-import torch  # noqa: E402
-
-from mmvrwkv.models.backbones.vrwkv_adapter import VRWKVAdapter  # noqa: E402
-from mmvrwkv.ops.ms_deform_attn import (DENSE_MAX_ELEMENTS, choose_backend,  # noqa: E402
+from mmvrwkv.analysis import machine, options, plots, report
+from mmvrwkv.analysis.accuracy import max_rel_err
+from mmvrwkv.analysis.progress import Progress
+from mmvrwkv.analysis.report import Column
+from mmvrwkv.analysis.timing import measure
+from mmvrwkv.models.backbones.vrwkv_adapter import VRWKVAdapter
+from mmvrwkv.ops.ms_deform_attn import (DENSE_MAX_ELEMENTS, choose_backend,
                                         ms_deform_attn_dense, ms_deform_attn_grid_sample)
 
 IMPLS = {'grid_sample': ms_deform_attn_grid_sample, 'dense': ms_deform_attn_dense}
@@ -56,10 +54,10 @@ QUICK = {'cpu': dict(resolutions=[128, 192], batch_sizes=[1, 4], repeat=5)}
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                epilog=bh.describe_presets(DEFAULTS, QUICK))
-    bh.add_common_args(p, devices=('cpu', ),
-                       quick_help='128 and 192 px, batch 1 and 4, 5 repeats; explicit options '
-                                  'still win')
+                                epilog=options.describe_presets(DEFAULTS, QUICK))
+    options.add_common_args(p, devices=('cpu', ),
+                            quick_help='128 and 192 px, batch 1 and 4, 5 repeats; explicit '
+                                       'options still win')
     p.add_argument('--arch', default='tiny', choices=sorted(VRWKVAdapter.arch_zoo))
     p.add_argument('--resolutions', type=int, nargs='+', default=None)
     p.add_argument('--batch-sizes', type=int, nargs='+', default=None)
@@ -70,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='also compare the two implementations (output and gradients)')
     p.add_argument('--json', help='write the rows to this file')
     p.add_argument('--plot', help='write a plot (png/pdf/svg) of speed-up vs matrix size')
-    args = bh.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
+    args = options.finish_args(p.parse_args(argv), p, DEFAULTS, QUICK)
     for r in args.resolutions:
         if r <= 0 or r % 32:
             p.error(f'--resolutions: {r} is not a positive multiple of 32 (the adapter\'s '
@@ -121,7 +119,7 @@ def max_difference(inputs, shapes, grad) -> float:
     for fn in IMPLS.values():
         out = forward_backward(fn, inputs, shapes, grad)
         results.append([out.detach()] + [t.grad.clone() for t in inputs])
-    return bh.max_rel_err(results[1], results[0])
+    return max_rel_err(results[1], results[0])
 
 
 def run_sweep(args, progress=None) -> list:
@@ -139,8 +137,8 @@ def run_sweep(args, progress=None) -> list:
                            levels=[list(s) for s in shapes], dense_elements=elements,
                            dispatch='dense' if picked == 'dense' else 'grid_sample')
                 for impl, fn in IMPLS.items():
-                    timing = bh.measure(lambda: forward_backward(fn, inputs, shapes, grad),
-                                        'cpu', args.warmup, args.repeat)
+                    timing = measure(lambda: forward_backward(fn, inputs, shapes, grad),
+                                     'cpu', args.warmup, args.repeat)
                     row[f'{impl}_ms'] = 1e3 * timing.median
                     row[f'{impl}_spread'] = timing.spread
                 row['speedup'] = row['grid_sample_ms'] / row['dense_ms']
@@ -154,15 +152,15 @@ def run_sweep(args, progress=None) -> list:
 
 def columns(check: bool) -> list:
     """The printed table's columns (S = value tokens sampled from, all levels)."""
-    cols = [bh.Column('px', 'resolution'), bh.Column('attention', 'attention'),
-            bh.Column('B', 'batch'), bh.Column('Q', 'queries'),
-            bh.Column('S', lambda r: sum(h * w for h, w in r['levels'])),
-            bh.Column('grid_sample', 'grid_sample_ms', '.2f', ' ms'),
-            bh.Column('dense', 'dense_ms', '.2f', ' ms'),
-            bh.Column('speed-up', 'speedup', '.2f', 'x'),
-            bh.Column('elements', 'dense_elements'), bh.Column('dispatch', 'dispatch')]
+    cols = [Column('px', 'resolution'), Column('attention', 'attention'),
+            Column('B', 'batch'), Column('Q', 'queries'),
+            Column('S', lambda r: sum(h * w for h, w in r['levels'])),
+            Column('grid_sample', 'grid_sample_ms', '.2f', ' ms'),
+            Column('dense', 'dense_ms', '.2f', ' ms'),
+            Column('speed-up', 'speedup', '.2f', 'x'),
+            Column('elements', 'dense_elements'), Column('dispatch', 'dispatch')]
     if check:
-        cols.append(bh.Column('max_rel_diff', 'max_rel_diff', '.1e'))
+        cols.append(Column('max_rel_diff', 'max_rel_diff', '.1e'))
     return cols
 
 
@@ -183,11 +181,11 @@ def plot(rows: list, arch: str, path: str, threshold: int = DENSE_MAX_ELEMENTS,
          env=None) -> None:
     """Speed-up of dense over grid_sample against the dense matrix size, per attention, with
     the dispatch threshold."""
-    fig, axes = bh.subplots(1, 1, panel=(6.5, 4.2))
+    fig, axes = plots.subplots(1, 1, panel=(6.5, 4.2))
     ax = axes[0][0]
     for i, name in enumerate(('injector', 'extractor')):
         sel = [r for r in rows if r['attention'] == name]
-        style = bh.series_style(i)
+        style = plots.series_style(i)
         ax.scatter([r['dense_elements'] for r in sel], [r['speedup'] for r in sel],
                    marker=style['marker'], color=style['color'], label=name)
         for r in sel:
@@ -196,36 +194,36 @@ def plot(rows: list, arch: str, path: str, threshold: int = DENSE_MAX_ELEMENTS,
                         textcoords='offset points', xytext=(3, 3))
     ax.axhline(1.0, color='gray', lw=0.8)
     ax.axvline(threshold, color='red', ls='--', lw=0.8, label='dispatch threshold')
-    bh.log_axis(ax, 'x')
-    bh.log_axis(ax, 'y', base=2, suffix='x')
+    plots.log_axis(ax, 'x')
+    plots.log_axis(ax, 'y', base=2, suffix='x')
     ax.set_xlabel('dense matrix elements (B x heads x Q x S); fwd + bwd')
     ax.set_ylabel('speed-up of dense over grid_sample')
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=8)
     env = env or dict(device='cpu', threads=torch.get_num_threads())
-    title = bh.plot_title(f'VRWKV-{arch[0].upper()} adapter: deformable sampling', env,
-                          'float32', sorted({r['batch'] for r in rows}))
-    bh.save_figure(fig, path, title, dpi=120)
+    title = plots.plot_title(f'VRWKV-{arch[0].upper()} adapter: deformable sampling', env,
+                             'float32', sorted({r['batch'] for r in rows}))
+    plots.save_figure(fig, path, title, dpi=120)
 
 
 def main(argv=None) -> list:
     args = parse_args(argv)
-    env = bh.environment('cpu', 'float32')
+    env = machine.environment('cpu', 'float32')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{env["processor"]}; arch {args.arch}, float32, fwd+bwd, median of {args.repeat}')
     total = len(args.resolutions) * 2 * len(args.batch_sizes)
-    with bh.Progress(total, 'msda', args.no_progress) as progress:
+    with Progress(total, 'msda', args.no_progress) as progress:
         rows = run_sweep(args, progress)
-    print(bh.format_table(columns(args.check), rows))
+    print(report.format_table(columns(args.check), rows))
     print(dispatch_summary(rows, args.dense_max_elements))
-    warning = bh.busy_warning(env)
+    warning = machine.busy_warning(env)
     if warning:
         print(warning)
     doc = dict(tool='benchmark_msda', env=env, torch=torch.__version__,
                threads=torch.get_num_threads(), arch=args.arch,
                threshold=args.dense_max_elements, rows=rows)
-    bh.write_outputs(args.json, doc, args.plot,
-                     lambda path: plot(rows, args.arch, path, args.dense_max_elements, env))
+    report.write_outputs(args.json, doc, args.plot,
+                         lambda path: plot(rows, args.arch, path, args.dense_max_elements, env))
     return rows
 
 

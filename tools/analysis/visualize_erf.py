@@ -39,16 +39,12 @@ import argparse
 import glob
 import os
 import os.path as osp
-import sys
 from typing import Dict, Iterable, Optional, Sequence
 
-_HERE = osp.dirname(osp.abspath(__file__))
-if _HERE not in sys.path:  # the harness beside this file, also when loaded from its path
-    sys.path.insert(0, _HERE)
-import bench_harness as bh  # noqa: E402  (also puts the checkout on sys.path)
+import torch
+import torch.nn as nn
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+from mmvrwkv.analysis import backbones, plots
 
 #: ``--models`` names: VRWKV keyword arguments of each variant, or None for DeiT.
 VARIANTS = {
@@ -68,21 +64,9 @@ def build_backbone(name: str, arch: str = 'tiny', img_size: int = 224, patch_siz
     """The backbone ``name`` (a key of :data:`VARIANTS`), returning ``[B, C, h, w]`` maps."""
     if name not in VARIANTS:
         raise ValueError(f'model must be one of {sorted(VARIANTS)}, got {name!r}')
-    if VARIANTS[name] is not None:
-        from mmvrwkv.models.backbones import VRWKV
-        kwargs = dict(arch=arch, img_size=img_size, patch_size=patch_size, **VARIANTS[name])
-        if depth is not None:
-            kwargs['depth'] = depth
-        return VRWKV(**kwargs)
-    from benchmark_model import VIT_ARCHS, TorchvisionViT, resolve_baseline
-    spec = dict(VIT_ARCHS[arch])
-    if depth is not None:
-        spec['num_layers'] = depth
-    if resolve_baseline(baseline) == 'mmpretrain':
-        from mmpretrain.models import VisionTransformer
-        return VisionTransformer(arch=spec, img_size=img_size, patch_size=patch_size,
-                                 out_type='featmap')
-    return TorchvisionViT(img_size=img_size, patch_size=patch_size, **spec)
+    if VARIANTS[name] is None:
+        return backbones.build_vit(arch, img_size, patch_size, baseline, depth)
+    return backbones.build_vrwkv(arch, img_size, patch_size, depth, **VARIANTS[name])
 
 
 def load_weights(model: nn.Module, checkpoint: str) -> None:
@@ -153,7 +137,7 @@ def plot_erfs(erfs: Dict[str, torch.Tensor], path: str, title: str, floor: float
               patch_size: Optional[int] = None) -> None:
     """One panel per model (``log10(ERF / max)``, a shared colour scale and bar); a white
     cross marks the centre of the centre token's patch."""
-    fig, axes = bh.subplots(1, len(erfs), panel=(4.0, 4.0))
+    fig, axes = plots.subplots(1, len(erfs), panel=(4.0, 4.0))
     image = None
     for ax, (name, erf) in zip(axes[0], erfs.items()):
         image = ax.imshow(display_map(erf, floor).numpy(), cmap='viridis', vmin=floor, vmax=0)
@@ -166,7 +150,7 @@ def plot_erfs(erfs: Dict[str, torch.Tensor], path: str, title: str, floor: float
         ax.set_ylabel('y (px)')
     bar = fig.colorbar(image, ax=list(axes[0]), shrink=0.8, pad=0.02)
     bar.set_label('log10(ERF / max ERF)')
-    plt = bh.pyplot()
+    plt = plots.pyplot()
     note = f' (patch {patch_size})' if patch_size else ''
     fig.suptitle(title + note)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
@@ -196,7 +180,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--img-size', type=int, default=224, help='square input side (px)')
     p.add_argument('--patch-size', type=int, default=16)
     p.add_argument('--depth', type=int, default=None, help='blocks (default: the arch)')
-    p.add_argument('--baseline', choices=['auto', 'mmpretrain', 'torchvision'], default='auto',
+    p.add_argument('--baseline', choices=list(backbones.BASELINES), default='auto',
                    help='where DeiT comes from')
     p.add_argument('--checkpoint', nargs='+', metavar='MODEL=FILE', default=None,
                    help='weights per model (random init otherwise)')

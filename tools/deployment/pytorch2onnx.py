@@ -38,12 +38,8 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:  # mmvrwkv from this checkout
-    sys.path.insert(0, ROOT)
-
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import torch
+import torch.nn as nn
 
 EXPORTERS = ('dynamo', 'legacy')
 ARCHS = ('tiny', 'small', 'base', 'large')

@@ -2,11 +2,16 @@
 
 Needs only torch and mmengine (no mmcv / mmpretrain): the patch embedding and DropPath are
 implemented in :mod:`mmvrwkv.models.layers`.
+
+VRWKV is also the construction and forward of the other backbone families: a family sets its
+``arch_zoo``, its block (``block_type`` and ``_block_kwargs``) and, where its token sequence
+differs, ``_add_tokens`` / ``_output`` (VRWKV6: the class token). The adapters are
+:class:`~.vrwkv_adapter.AdapterMixin` over a family.
 """
 import math
 from collections import OrderedDict
 from numbers import Integral, Real
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
@@ -30,6 +35,34 @@ _POS_CACHE_SIZE = 8
 
 def _is_int(x) -> bool:
     return isinstance(x, Integral) and not isinstance(x, bool)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` if it is an int >= 1 (not a bool), else a ``ValueError`` naming ``name``."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f'{name} must be a positive int, got {value!r}')
+    return value
+
+
+def positive_number(name: str, value: Any) -> float:
+    """``value`` if it is a real number > 0 (not a bool), else a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, Real) or value <= 0:
+        raise ValueError(f'{name} must be a positive number, got {value!r}')
+    return value
+
+
+def arch_table(archs: Mapping[str, dict]) -> Dict[str, dict]:
+    """An ``arch_zoo`` from ``{name: settings}``: every arch under its name and under its
+    first letter ('t' for 'tiny', ...), both keys holding the same settings dict."""
+    zoo: Dict[str, dict] = {}
+    for name, settings in archs.items():
+        zoo[name[0]] = zoo[name] = settings
+    return zoo
+
+
+def arch_names(arch_zoo: Mapping[str, dict]) -> List[str]:
+    """The full arch names of an ``arch_zoo`` (not the one-letter aliases), in table order."""
+    return [name for name in arch_zoo if len(name) > 1]
 
 
 @MODELS.register_module()
@@ -94,24 +127,26 @@ class VRWKV(BaseModule):
             prefix='backbone.')``).
     """
 
-    _TINY = dict(embed_dims=192, depth=12, hidden_rate=4, post_norm=False, init_values=None,
-                 key_norm=False, img_size=224)
-    _SMALL = dict(embed_dims=384, depth=12, hidden_rate=4, post_norm=True, init_values=1.0,
-                  key_norm=False, img_size=224)
-    _BASE = dict(embed_dims=768, depth=12, hidden_rate=4, post_norm=True, init_values=1e-5,
-                 key_norm=False, img_size=224)
-    _LARGE = dict(embed_dims=1024, depth=24, hidden_rate=4, post_norm=True, init_values=1e-5,
-                  key_norm=True, img_size=192)
-    arch_zoo: Dict[str, dict] = {
-        **dict.fromkeys(['t', 'tiny'], _TINY),
-        **dict.fromkeys(['s', 'small'], _SMALL),
-        **dict.fromkeys(['b', 'base'], _BASE),
-        **dict.fromkeys(['l', 'large'], _LARGE),
-    }
+    #: The architectures (the one place that states them; the docstring table above, the
+    #: VRWKV6 and adapter tables and the checkpoint converter are derived from it or checked
+    #: against it).
+    arch_zoo: Dict[str, dict] = arch_table({
+        'tiny': dict(embed_dims=192, depth=12, hidden_rate=4, post_norm=False,
+                     init_values=None, key_norm=False, img_size=224),
+        'small': dict(embed_dims=384, depth=12, hidden_rate=4, post_norm=True,
+                      init_values=1.0, key_norm=False, img_size=224),
+        'base': dict(embed_dims=768, depth=12, hidden_rate=4, post_norm=True,
+                     init_values=1e-5, key_norm=False, img_size=224),
+        'large': dict(embed_dims=1024, depth=24, hidden_rate=4, post_norm=True,
+                      init_values=1e-5, key_norm=True, img_size=192),
+    })
     #: Keys an ``arch`` dict must have, and the optional ones with their defaults.
     arch_required_keys = ('embed_dims', 'depth')
     arch_optional_keys = dict(hidden_rate=4, post_norm=False, init_values=None,
                               key_norm=False, img_size=224)
+    #: The block class of this backbone family (VRWKV6: ``Block6``); :meth:`_block_kwargs`
+    #: gives the arguments that only this family's block takes.
+    block_type: Type[nn.Module] = Block
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -192,16 +227,21 @@ class VRWKV(BaseModule):
             self.ln1 = nn.LayerNorm(C)
 
     # ------------------------------------------------------------------ construction helpers
+    def _block_kwargs(self) -> dict:
+        """Hook: the arguments of :attr:`block_type` that only this family has (VRWKV6: the
+        head count)."""
+        return dict(channel_gamma=self.channel_gamma, attn_direction=self.attn_direction)
+
     def _build_layers(self, drop_path_rates: Sequence[float]) -> nn.ModuleList:
-        """The ``depth`` blocks, from the settings stored on ``self`` (a backbone family with
-        another block, e.g. :class:`~mmvrwkv.models.backbones.VRWKV6`, overrides this)."""
+        """The ``depth`` blocks (:attr:`block_type`), from the settings stored on ``self``."""
+        family = self._block_kwargs()
         return nn.ModuleList([
-            Block(self.embed_dims, self.depth, i, shift_mode=self.shift_mode,
-                  channel_gamma=self.channel_gamma, shift_pixel=self.shift_pixel,
-                  drop_path=p, hidden_rate=self.hidden_rate, init_mode=self.init_mode,
-                  init_values=self.init_values, post_norm=self.post_norm,
-                  key_norm=self.key_norm, with_cp=self.with_cp,
-                  attn_direction=self.attn_direction, wkv_backend=self.wkv_backend)
+            self.block_type(self.embed_dims, self.depth, i, shift_mode=self.shift_mode,
+                            shift_pixel=self.shift_pixel, drop_path=p,
+                            hidden_rate=self.hidden_rate, init_mode=self.init_mode,
+                            init_values=self.init_values, post_norm=self.post_norm,
+                            key_norm=self.key_norm, with_cp=self.with_cp,
+                            wkv_backend=self.wkv_backend, **family)
             for i, p in enumerate(drop_path_rates)
         ])
 
@@ -240,10 +280,6 @@ class VRWKV(BaseModule):
 
     @staticmethod
     def _check_args(cfg: dict, **kw) -> None:
-        def positive_int(name, value):
-            if not _is_int(value) or value < 1:
-                raise ValueError(f'{name} must be a positive int, got {value!r}')
-
         positive_int('embed_dims', cfg['embed_dims'])
         positive_int('depth', cfg['depth'])
         positive_int('patch_size', kw['patch_size'])
@@ -407,12 +443,24 @@ class VRWKV(BaseModule):
             raise ValueError(f'input size {(int(H), int(W))} is smaller than one patch '
                              f'(patch_size={p})')
 
+    def _add_tokens(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """Hook: the patch tokens (position embedding added) with the tokens this family
+        appends (VRWKV6: its class token); VRWKV appends none."""
+        return x
+
+    def _output(self, x: torch.Tensor, batch: int, patch_resolution: Tuple[int, int]):
+        """Hook: what an ``out_indices`` block emits, from its output tokens ``[B, T, C]``:
+        the map ``[B, C, H', W']`` (VRWKV6: or a (map, class token) pair)."""
+        # contiguous NCHW, not a channels-last view: see VRWKVAdapter.forward
+        return x.reshape(batch, patch_resolution[0], patch_resolution[1],
+                         -1).permute(0, 3, 1, 2).contiguous()
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Images ``[B, in_channels, H, W]`` -> tuple of ``[B, C, ceil(H/p), ceil(W/p)]``."""
         self._check_input(x)
         B = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
-        x = x + self.resize_pos_embed(patch_resolution)
+        x = self._add_tokens(x + self.resize_pos_embed(patch_resolution), B)
         x = self.drop_after_pos(x)
 
         outs = []
@@ -422,7 +470,5 @@ class VRWKV(BaseModule):
             if i == last and self.final_norm:
                 x = self.ln1(x)
             if i in self.out_indices:
-                # contiguous NCHW, not a channels-last view: see VRWKVAdapter.forward
-                outs.append(x.reshape(B, patch_resolution[0], patch_resolution[1],
-                                      -1).permute(0, 3, 1, 2).contiguous())
+                outs.append(self._output(x, B, patch_resolution))
         return tuple(outs)

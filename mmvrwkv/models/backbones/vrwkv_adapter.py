@@ -4,21 +4,17 @@ Imports with torch + mmengine only: the deformable attention uses mmcv's op when
 installed and a PyTorch fallback otherwise (see :mod:`mmvrwkv.models.layers.adapter_modules`).
 """
 import logging
-from collections import OrderedDict
-from numbers import Real
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.logging import print_log
 
 from mmvrwkv.registry import MODELS
 from ..layers.adapter_modules import (InteractionBlock, MSDeformAttn, SpatialPriorModule,
                                       deform_inputs, init_adapter_weights)
-from ..checkpoint_utils import find_state_dict
 from ..layers.norm import build_norm2d
-from .vrwkv import VRWKV, _is_int
+from .vrwkv import VRWKV, _is_int, arch_names, arch_table, positive_int, positive_number
 from .vrwkv6 import VRWKV6
 
 FUSION_MODES = ('final', 'per_stage')
@@ -27,114 +23,36 @@ ADAPTER_PREFIXES = ('level_embed', 'spm.', 'interactions.', 'up.', 'norm1.', 'no
                     'norm3.', 'norm4.')
 
 
-def _summarize_keys(keys: Sequence[str]) -> str:
-    """Compact listing: keys of one adapter sub-module (``spm``, ``interactions.i``, ``up``,
-    ``normX``) collapse to ``name.* (count)``; other keys are listed by name."""
-    groups: 'OrderedDict[str, int]' = OrderedDict()
-    for k in keys:
-        parts = k.split('.')
-        if parts[0] == 'interactions' and len(parts) > 2:
-            head = '.'.join(parts[:2]) + '.*'
-        elif parts[0] in ('spm', 'up', 'norm1', 'norm2', 'norm3', 'norm4') and len(parts) > 1:
-            head = parts[0] + '.*'
-        else:
-            head = k
-        groups[head] = groups.get(head, 0) + 1
-    return ', '.join(f'{h} ({n})' if h.endswith('.*') else h for h, n in groups.items())
+#: The adapter's own settings per size, the same for every backbone family: heads and value
+#: width ratio of the deformable attentions (OpenGVLab/Vision-RWKV,
+#: detection/configs/mask_rcnn/mask_rcnn_vrwkv_adapter_{tiny,small,base,large}_fpn_1x_coco.py;
+#: the segmentation configs use the same values).
+DEFORM_ARCHS: Dict[str, dict] = {
+    'tiny': dict(deform_num_heads=6, deform_ratio=1.0),
+    'small': dict(deform_num_heads=6, deform_ratio=1.0),
+    'base': dict(deform_num_heads=12, deform_ratio=0.5),
+    'large': dict(deform_num_heads=16, deform_ratio=0.5),
+}
 
 
-@MODELS.register_module()
-class VRWKVAdapter(VRWKV):
-    """VRWKV backbone with the ViT-Adapter of Vision-RWKV for dense prediction.
+def adapter_arch_zoo(family: Type[VRWKV], **overrides: dict) -> Dict[str, dict]:
+    """The ``arch_zoo`` of the adapter around ``family``: every arch of ``family.arch_zoo``
+    with the :data:`DEFORM_ARCHS` of its size and the ``overrides`` of its size (e.g.
+    ``tiny=dict(init_values=1.0)``, a value of the detection/segmentation recipes)."""
+    return arch_table({name: dict(family.arch_zoo[name], **overrides.get(name, {}),
+                                  **DEFORM_ARCHS[name])
+                       for name in arch_names(family.arch_zoo)})
 
-    Subclass of :class:`VRWKV`: the patch embedding, position embedding (and its resize) and
-    the ``layers`` are VRWKV's own, so a classification checkpoint loads into the same keys.
-    Around groups of blocks (``interaction_indexes``) it adds
 
-    * a spatial prior module ``spm`` (conv stem, strides 4/8/16/32, norm from ``norm_cfg``,
-      1x1 projections to C) whose stride-8/16/32 tokens (+ ``level_embed [3, C]``) form the
-      multi-scale feature sequence ``c``;
-    * per interaction an injector (``x += gamma * deform_attn(x -> c)``, 3 levels) before the
-      blocks and an extractor (``c += deform_attn(c -> x)`` + ConvFFN with a depthwise 3x3
-      conv per level) after them; the last interaction has two extra extractors
-      (``use_extra_extractor``);
-    * ``up`` (2x2 transposed conv) giving the stride-4 map ``c1 = up(c2) + spm_c1``;
-    * output norms ``norm1..norm4`` (``norm_cfg``).
-
-    Returns four maps ``[B, C, H/s, W/s]`` for s = 4, 8, 16, 32.
-
-    The final LayerNorm ``ln1`` of VRWKV is not part of the adapter (it is never built, so the
-    state dict has no ``ln1`` and a classification checkpoint's ``ln1`` is reported unused).
-
-    Architectures (``arch``) use the detection/segmentation settings of the paper
-    (explicit arguments override them):
-
-    ====== ========== ===== ========= =========== ======== ================ ============ ========
-    arch   embed_dims depth post_norm init_values key_norm deform_num_heads deform_ratio img_size
-    ====== ========== ===== ========= =========== ======== ================ ============ ========
-    tiny   192        12    False     1.0         False    6                1.0          224
-    small  384        12    True      1e-5        False    6                1.0          224
-    base   768        12    True      1e-5        False    12               0.5          224
-    large  1024       24    True      1e-5        True     16               0.5          192
-    ====== ========== ===== ========= =========== ======== ================ ============ ========
-
-    Input size: height and width must be multiples of 32 (the four output strides must tile
-    the image exactly); anything else raises a ``ValueError`` naming the size. mmdet pads
-    batches to 32 (``pad_size_divisor=32``); for mmseg use crops / ``ResizeToMultiple`` or a
-    data preprocessor ``size_divisor`` of 32. Any ``patch_size`` works (the RWKV tokens are
-    resampled to every level); the paper uses 16.
-
-    Stochastic depth of the interactions: every extractor's ConvFFN branch uses the same
-    DropPath rate, ``drop_path_rate`` (the backbone's maximum), as in the original code and
-    the recipes of the paper's results; the blocks keep VRWKV's linear ramp.
-
-    Args:
-        arch: see the table; or a dict with ``embed_dims``, ``depth`` and optionally the
-            other columns plus ``hidden_rate``.
-        conv_inplane: width of the spatial prior stem (64).
-        n_points: sampling points per head and level of the deformable attentions.
-        deform_num_heads: heads of the deformable attentions (default: from arch).
-        deform_ratio: value width ratio of the deformable attentions (default: from arch).
-        init_values_inject: init of the injectors' ``gamma`` (0 = start as identity).
-        interaction_indexes: ``[[start, end], ...]`` inclusive block ranges, contiguous and
-            covering all blocks; default: four equal groups (needs ``depth % 4 == 0``).
-        with_cffn: ConvFFN in the extractors.
-        cffn_ratio: ConvFFN hidden width ratio.
-        use_extra_extractor: two extra extractors after the last interaction.
-        add_rwkv_feature: add RWKV token features (bilinearly resized) to the four maps.
-        rwkv_feature_fusion: which features: 'final' (detection recipe: the last block's
-            output added to all four levels) or 'per_stage' (segmentation recipe: the output
-            of interaction i added to level i; needs exactly 4 interactions).
-        norm_cfg: norm of the spatial prior module and of ``norm1..norm4``
-            (``dict(type='BN')``; multi-GPU configs use ``dict(type='SyncBN')``).
-        pretrained: checkpoint path/URL, short for ``init_cfg=dict(type='Pretrained',
-            checkpoint=pretrained, prefix='backbone.')`` (mmseg's ``EncoderDecoder`` passes
-            its ``pretrained`` here).
-        **kwargs: the other :class:`VRWKV` arguments (``img_size``, ``patch_size``,
-            ``drop_path_rate``, ``post_norm``, ``init_values``, ``with_cp``, ``init_cfg``, ...).
-            ``with_cp`` also checkpoints the injectors/extractors. ``final_norm`` and
-            ``out_indices`` do not apply.
-
-    Pretrained weights: :meth:`load_pretrained`, or ``init_cfg=dict(type='Pretrained',
-    checkpoint=..., prefix='backbone.')`` (handled by the same method at ``init_weights``),
-    loads a VRWKV classification checkpoint, resizes ``pos_embed`` to this model's grid and
-    logs the keys that were new (adapter parameters, layer-scale gammas missing from the
-    checkpoint, ...) and the checkpoint keys that were unused (e.g. ``ln1``).
+class AdapterMixin:
+    """The ViT-Adapter of Vision-RWKV, written once for every backbone family: listed before
+    the backbone class (``class VRWKVAdapter(AdapterMixin, VRWKV)``,
+    ``class VRWKV6Adapter(AdapterMixin, VRWKV6)``), it builds the backbone (without its final
+    norm) through ``super().__init__`` and adds the spatial prior module, the interactions,
+    ``up`` and the output norms; its forward runs the backbone's blocks inside the
+    interactions. The concrete class sets ``arch_zoo`` (:func:`adapter_arch_zoo`) and
+    ``arch_optional_keys``. Documented at :class:`VRWKVAdapter`.
     """
-
-    _ADAPTER_TINY = dict(VRWKV._TINY, init_values=1.0, deform_num_heads=6, deform_ratio=1.0)
-    _ADAPTER_SMALL = dict(VRWKV._SMALL, init_values=1e-5, deform_num_heads=6,
-                          deform_ratio=1.0)
-    _ADAPTER_BASE = dict(VRWKV._BASE, init_values=1e-5, deform_num_heads=12, deform_ratio=0.5)
-    _ADAPTER_LARGE = dict(VRWKV._LARGE, init_values=1e-5, deform_num_heads=16,
-                          deform_ratio=0.5)
-    arch_zoo: Dict[str, dict] = {
-        **dict.fromkeys(['t', 'tiny'], _ADAPTER_TINY),
-        **dict.fromkeys(['s', 'small'], _ADAPTER_SMALL),
-        **dict.fromkeys(['b', 'base'], _ADAPTER_BASE),
-        **dict.fromkeys(['l', 'large'], _ADAPTER_LARGE),
-    }
-    arch_optional_keys = dict(VRWKV.arch_optional_keys, deform_num_heads=6, deform_ratio=1.0)
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -154,8 +72,8 @@ class VRWKVAdapter(VRWKV):
                  **kwargs) -> None:
         for name in ('final_norm', 'out_indices'):
             if name in kwargs:
-                raise TypeError(f'VRWKVAdapter does not take {name!r}: it always returns the '
-                                f'four multi-scale maps and has no final norm')
+                raise TypeError(f'{type(self).__name__} does not take {name!r}: it always '
+                                f'returns the four multi-scale maps and has no final norm')
         if pretrained is not None:
             if kwargs.get('init_cfg') is not None:
                 raise ValueError('give either pretrained or init_cfg, not both')
@@ -164,19 +82,16 @@ class VRWKVAdapter(VRWKV):
         super().__init__(arch=arch, final_norm=False, **kwargs)
         C = self.embed_dims
         settings = self.arch_settings
-        deform_num_heads = settings['deform_num_heads'] if deform_num_heads is None \
-            else deform_num_heads
-        deform_ratio = settings['deform_ratio'] if deform_ratio is None else deform_ratio
         if rwkv_feature_fusion not in FUSION_MODES:
             raise ValueError(f'rwkv_feature_fusion must be one of {FUSION_MODES}, got '
                              f'{rwkv_feature_fusion!r}')
-        for name, value in (('conv_inplane', conv_inplane), ('n_points', n_points),
-                            ('deform_num_heads', deform_num_heads)):
-            if not _is_int(value) or value < 1:
-                raise ValueError(f'{name} must be a positive int, got {value!r}')
-        for name, value in (('deform_ratio', deform_ratio), ('cffn_ratio', cffn_ratio)):
-            if isinstance(value, bool) or not isinstance(value, Real) or value <= 0:
-                raise ValueError(f'{name} must be a positive number, got {value!r}')
+        self.conv_inplane = positive_int('conv_inplane', conv_inplane)
+        self.n_points = positive_int('n_points', n_points)
+        self.deform_num_heads = positive_int('deform_num_heads', settings['deform_num_heads']
+                                             if deform_num_heads is None else deform_num_heads)
+        self.deform_ratio = positive_number('deform_ratio', settings['deform_ratio']
+                                            if deform_ratio is None else deform_ratio)
+        self.cffn_ratio = positive_number('cffn_ratio', cffn_ratio)
         self.interaction_indexes = self._check_interaction_indexes(interaction_indexes,
                                                                    self.depth)
         if (add_rwkv_feature and rwkv_feature_fusion == 'per_stage'
@@ -184,25 +99,20 @@ class VRWKVAdapter(VRWKV):
             raise ValueError(f"rwkv_feature_fusion='per_stage' adds the output of interaction "
                              f"i to level i and needs exactly 4 interactions, got "
                              f"{len(self.interaction_indexes)}: {self.interaction_indexes}")
-        self.conv_inplane = conv_inplane
-        self.n_points = n_points
-        self.deform_num_heads = deform_num_heads
-        self.deform_ratio = deform_ratio
+        self.norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         self.init_values_inject = init_values_inject
         self.with_cffn = with_cffn
-        self.cffn_ratio = cffn_ratio
         self.use_extra_extractor = use_extra_extractor
         self.add_rwkv_feature = add_rwkv_feature
         self.rwkv_feature_fusion = rwkv_feature_fusion
-        self.norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         interaction_drop_path = float(kwargs.get('drop_path_rate', 0.))
 
         self.level_embed = nn.Parameter(torch.zeros(3, C))
         self.spm = SpatialPriorModule(conv_inplane, C, self.norm_cfg)
         last = len(self.interaction_indexes) - 1
         self.interactions = nn.ModuleList([
-            InteractionBlock(C, num_heads=deform_num_heads, n_points=n_points,
-                             deform_ratio=deform_ratio, init_values=init_values_inject,
+            InteractionBlock(C, num_heads=self.deform_num_heads, n_points=n_points,
+                             deform_ratio=self.deform_ratio, init_values=init_values_inject,
                              drop_path=interaction_drop_path, with_cffn=with_cffn,
                              cffn_ratio=cffn_ratio,
                              extra_extractor=use_extra_extractor and i == last,
@@ -273,47 +183,14 @@ class VRWKVAdapter(VRWKV):
           layer-scale gammas of a checkpoint trained without them, ...), kept at their init;
         * ``unused``: checkpoint keys this model has no place for (e.g. ``ln1``);
         * ``loaded`` and ``dropped`` (keys outside ``prefix``).
-        """
-        from mmengine.runner.checkpoint import CheckpointLoader
 
-        source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
-        if isinstance(checkpoint, str):
-            checkpoint = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
-        if not isinstance(checkpoint, dict):
-            raise TypeError(f'checkpoint {source} holds a {type(checkpoint).__name__}, '
-                            f'not a dict')
-        state_dict, _ = find_state_dict(checkpoint)
-        state_dict = OrderedDict(
-            (k[7:] if k.startswith('module.') else k, v) for k, v in state_dict.items())
-        dropped: List[str] = []
-        if prefix and any(k.startswith(prefix) for k in state_dict):
-            selected = OrderedDict()
-            for k, v in state_dict.items():
-                if k.startswith(prefix):
-                    selected[k[len(prefix):]] = v
-                else:
-                    dropped.append(k)
-            state_dict = selected
-        result = self.load_state_dict(state_dict, strict=False)
-        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-        loaded = [k for k in state_dict if k not in set(unexpected)]
-        adapter_new = [k for k in missing if k.startswith(ADAPTER_PREFIXES)]
-        other_new = [k for k in missing if not k.startswith(ADAPTER_PREFIXES)]
-        lines = [f'{type(self).__name__}: loaded {len(loaded)} tensors from {source}'
-                 + (f" (prefix '{prefix}')" if prefix else '')]
-        if dropped:
-            lines.append(f'  dropped {len(dropped)} keys outside the prefix: '
-                         f'{_summarize_keys(dropped)}')
-        lines.append(f'  new (not in the checkpoint, kept at init): {len(missing)} keys')
-        if adapter_new:
-            lines.append(f'    adapter: {_summarize_keys(adapter_new)}')
-        if other_new:
-            lines.append(f'    backbone: {_summarize_keys(other_new)}')
-        lines.append(f'  unused (in the checkpoint, no such key here): {len(unexpected)} keys'
-                     + (f': {_summarize_keys(unexpected)}' if unexpected else ''))
-        level = logging.WARNING if other_new or unexpected else logging.INFO
-        print_log('\n'.join(lines), logger=logger, level=level)
-        return dict(loaded=loaded, new=missing, unused=unexpected, dropped=dropped)
+        The loader is the checkpoint package's
+        (:func:`mmvrwkv.engine.checkpoint.pretrained.load_pretrained_weights`).
+        """
+        from mmvrwkv.engine.checkpoint.pretrained import load_pretrained_weights
+        return load_pretrained_weights(self, checkpoint, prefix=prefix,
+                                       map_location=map_location, logger=logger,
+                                       own_prefixes=ADAPTER_PREFIXES, own_name='adapter')
 
     def init_weights(self) -> None:
         """mmengine init; a ``Pretrained`` ``init_cfg`` goes through :meth:`load_pretrained`
@@ -339,8 +216,8 @@ class VRWKVAdapter(VRWKV):
         H, W = (int(s) for s in x.shape[-2:])
         if H % 32 or W % 32:
             raise ValueError(
-                f'VRWKVAdapter needs input height and width that are multiples of 32, got '
-                f'input size {(H, W)} (shape {tuple(x.shape)}); pad or resize the images '
+                f'{type(self).__name__} needs input height and width that are multiples of '
+                f'32, got input size {(H, W)} (shape {tuple(x.shape)}); pad or resize the images '
                 f'(e.g. size_divisor=32 in the data preprocessor)')
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -389,16 +266,104 @@ class VRWKVAdapter(VRWKV):
 
 
 @MODELS.register_module()
-class VRWKV6Adapter(VRWKVAdapter, VRWKV6):
-    """:class:`VRWKVAdapter` around a :class:`VRWKV6` (its blocks, heads, cls-token-free
-    tokens): the same spatial prior module, injectors / extractors, ``up`` and output norms,
-    returning four maps ``[B, C, H/s, W/s]`` for s = 4, 8, 16, 32; a VRWKV6 classification
-    checkpoint loads through :meth:`load_pretrained` (adapter keys reported as new, ``ln1`` as
-    unused).
+class VRWKVAdapter(AdapterMixin, VRWKV):
+    """VRWKV backbone with the ViT-Adapter of Vision-RWKV for dense prediction.
+
+    :class:`AdapterMixin` over :class:`VRWKV`: the patch embedding, position embedding (and
+    its resize) and the ``layers`` are VRWKV's own, so a classification checkpoint loads into
+    the same keys. Around groups of blocks (``interaction_indexes``) it adds
+
+    * a spatial prior module ``spm`` (conv stem, strides 4/8/16/32, norm from ``norm_cfg``,
+      1x1 projections to C) whose stride-8/16/32 tokens (+ ``level_embed [3, C]``) form the
+      multi-scale feature sequence ``c``;
+    * per interaction an injector (``x += gamma * deform_attn(x -> c)``, 3 levels) before the
+      blocks and an extractor (``c += deform_attn(c -> x)`` + ConvFFN with a depthwise 3x3
+      conv per level) after them; the last interaction has two extra extractors
+      (``use_extra_extractor``);
+    * ``up`` (2x2 transposed conv) giving the stride-4 map ``c1 = up(c2) + spm_c1``;
+    * output norms ``norm1..norm4`` (``norm_cfg``).
+
+    Returns four maps ``[B, C, H/s, W/s]`` for s = 4, 8, 16, 32.
+
+    The final LayerNorm ``ln1`` of VRWKV is not part of the adapter (it is never built, so the
+    state dict has no ``ln1`` and a classification checkpoint's ``ln1`` is reported unused).
+
+    Architectures (``arch``) use the detection/segmentation settings of the paper
+    (explicit arguments override them): VRWKV's sizes, the :data:`DEFORM_ARCHS` of each size,
+    and a layer-scale init of 1.0 for tiny (no layer scale in classification) and 1e-5 for
+    small (1.0 in classification):
+
+    ====== ========== ===== ========= =========== ======== ================ ============ ========
+    arch   embed_dims depth post_norm init_values key_norm deform_num_heads deform_ratio img_size
+    ====== ========== ===== ========= =========== ======== ================ ============ ========
+    tiny   192        12    False     1.0         False    6                1.0          224
+    small  384        12    True      1e-5        False    6                1.0          224
+    base   768        12    True      1e-5        False    12               0.5          224
+    large  1024       24    True      1e-5        True     16               0.5          192
+    ====== ========== ===== ========= =========== ======== ================ ============ ========
+
+    Input size: height and width must be multiples of 32 (the four output strides must tile
+    the image exactly); anything else raises a ``ValueError`` naming the size. mmdet pads
+    batches to 32 (``pad_size_divisor=32``); for mmseg use crops / ``ResizeToMultiple`` or a
+    data preprocessor ``size_divisor`` of 32. Any ``patch_size`` works (the RWKV tokens are
+    resampled to every level); the paper uses 16.
+
+    Stochastic depth of the interactions: every extractor's ConvFFN branch uses the same
+    DropPath rate, ``drop_path_rate`` (the backbone's maximum), as in the original code and
+    the recipes of the paper's results; the blocks keep VRWKV's linear ramp.
+
+    Args:
+        arch: see the table; or a dict with ``embed_dims``, ``depth`` and optionally the
+            other columns plus ``hidden_rate``.
+        conv_inplane: width of the spatial prior stem (64).
+        n_points: sampling points per head and level of the deformable attentions.
+        deform_num_heads: heads of the deformable attentions (default: from arch).
+        deform_ratio: value width ratio of the deformable attentions (default: from arch).
+        init_values_inject: init of the injectors' ``gamma`` (0 = start as identity).
+        interaction_indexes: ``[[start, end], ...]`` inclusive block ranges, contiguous and
+            covering all blocks; default: four equal groups (needs ``depth % 4 == 0``).
+        with_cffn: ConvFFN in the extractors.
+        cffn_ratio: ConvFFN hidden width ratio.
+        use_extra_extractor: two extra extractors after the last interaction.
+        add_rwkv_feature: add RWKV token features (bilinearly resized) to the four maps.
+        rwkv_feature_fusion: which features: 'final' (detection recipe: the last block's
+            output added to all four levels) or 'per_stage' (segmentation recipe: the output
+            of interaction i added to level i; needs exactly 4 interactions).
+        norm_cfg: norm of the spatial prior module and of ``norm1..norm4``
+            (``dict(type='BN')``; multi-GPU configs use ``dict(type='SyncBN')``).
+        pretrained: checkpoint path/URL, short for ``init_cfg=dict(type='Pretrained',
+            checkpoint=pretrained, prefix='backbone.')`` (mmseg's ``EncoderDecoder`` passes
+            its ``pretrained`` here).
+        **kwargs: the other :class:`VRWKV` arguments (``img_size``, ``patch_size``,
+            ``drop_path_rate``, ``post_norm``, ``init_values``, ``with_cp``, ``init_cfg``, ...).
+            ``with_cp`` also checkpoints the injectors/extractors. ``final_norm`` and
+            ``out_indices`` do not apply.
+
+    Pretrained weights: :meth:`load_pretrained`, or ``init_cfg=dict(type='Pretrained',
+    checkpoint=..., prefix='backbone.')`` (handled by the same method at ``init_weights``),
+    loads a VRWKV classification checkpoint, resizes ``pos_embed`` to this model's grid and
+    logs the keys that were new (adapter parameters, layer-scale gammas missing from the
+    checkpoint, ...) and the checkpoint keys that were unused (e.g. ``ln1``).
+    """
+
+    arch_zoo = adapter_arch_zoo(VRWKV, tiny=dict(init_values=1.0),
+                                small=dict(init_values=1e-5))
+    #: An arch dict without deformable-attention settings gets tiny's.
+    arch_optional_keys = dict(VRWKV.arch_optional_keys, **DEFORM_ARCHS['tiny'])
+
+
+@MODELS.register_module()
+class VRWKV6Adapter(AdapterMixin, VRWKV6):
+    """The adapter of :class:`VRWKVAdapter` (:class:`AdapterMixin`) around a
+    :class:`VRWKV6` (its blocks, heads, cls-token-free tokens): the same spatial prior
+    module, injectors / extractors, ``up`` and output norms, returning four maps
+    ``[B, C, H/s, W/s]`` for s = 4, 8, 16, 32; a VRWKV6 classification checkpoint loads
+    through :meth:`load_pretrained` (adapter keys reported as new, ``ln1`` as unused).
 
     The original has no VRWKV6 detection / segmentation recipe. ``arch`` takes VRWKV6's
     classification settings (so an ImageNet checkpoint fills every backbone key, layer scale
-    included) and the deformable-attention settings of the VRWKV adapter of the same size:
+    included) and the deformable-attention settings of the VRWKV adapter of the same size
+    (:data:`DEFORM_ARCHS`):
 
     ====== ========== ===== ========= ========= =========== ================ ============
     arch   embed_dims depth num_heads post_norm init_values deform_num_heads deform_ratio
@@ -413,15 +378,8 @@ class VRWKV6Adapter(VRWKVAdapter, VRWKV6):
     (the adapter works on the patch tokens only).
     """
 
-    arch_zoo: Dict[str, dict] = {
-        **dict.fromkeys(['t', 'tiny'], dict(VRWKV6._TINY, deform_num_heads=6,
-                                            deform_ratio=1.0)),
-        **dict.fromkeys(['s', 'small'], dict(VRWKV6._SMALL, deform_num_heads=6,
-                                             deform_ratio=1.0)),
-        **dict.fromkeys(['b', 'base'], dict(VRWKV6._BASE, deform_num_heads=12,
-                                            deform_ratio=0.5)),
-    }
-    arch_optional_keys = dict(VRWKV6.arch_optional_keys, deform_num_heads=6, deform_ratio=1.0)
+    arch_zoo = adapter_arch_zoo(VRWKV6)
+    arch_optional_keys = dict(VRWKV6.arch_optional_keys, **DEFORM_ARCHS['tiny'])
 
     def __init__(self, arch: Union[str, dict] = 'tiny', **kwargs) -> None:
         for name in ('with_cls_token', 'output_cls_token'):

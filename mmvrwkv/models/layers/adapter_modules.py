@@ -56,15 +56,12 @@ class MSDeformAttn(nn.Module):
         if value_dims < 1 or value_dims % n_heads:
             raise ValueError(f'embed_dims*ratio = {embed_dims}*{ratio} = {value_dims} must be '
                              f'a positive multiple of n_heads={n_heads}')
-        self.embed_dims = embed_dims
-        self.value_dims = value_dims
-        self.n_levels = n_levels
-        self.n_heads = n_heads
-        self.n_points = n_points
-        self.ratio = ratio
+        self.embed_dims, self.value_dims, self.ratio = embed_dims, value_dims, ratio
+        # the sampling grid: levels x heads x points per query
+        self.n_levels, self.n_heads, self.n_points = n_levels, n_heads, n_points
+        # options of the op (mmvrwkv.ops.ms_deform_attn), passed on as they are
+        self.backend, self.dense_max_elements = backend, dense_max_elements
         self.im2col_step = im2col_step
-        self.backend = backend
-        self.dense_max_elements = dense_max_elements
         self.sampling_offsets = nn.Linear(embed_dims, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(embed_dims, n_heads * n_levels * n_points)
         self.value_proj = nn.Linear(embed_dims, value_dims)

@@ -84,21 +84,21 @@ class Block(nn.Module):
     def _forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
         if self.layer_id == 0:
             x = self.ln0(x)
+        gamma1, gamma2 = (self.gamma1, self.gamma2) if self.layer_scale else (None, None)
+        x = self._residual(x, self.att, self.ln1, gamma1, patch_resolution)
+        return self._residual(x, self.ffn, self.ln2, gamma2, patch_resolution)
+
+    def _residual(self, x: torch.Tensor, mixer: nn.Module, norm: nn.Module,
+                  gamma: Optional[torch.Tensor], patch_resolution: Sequence[int]) -> torch.Tensor:
+        """``x + DropPath(gamma * branch)``, the branch being ``norm(mixer(x))`` (post-norm)
+        or ``mixer(norm(x))`` (pre-norm, the norm applied inside the mixer)."""
         if self.post_norm:
-            a = self.ln1(self.att(x, patch_resolution))
+            a = norm(mixer(x, patch_resolution))
         else:
-            a = self.att(x, patch_resolution, norm=self.ln1)
-        if self.layer_scale:
-            a = self.gamma1 * a
-        x = x + self.drop_path(a)
-        del a  # inference: one activation less alive during the ChannelMix
-        if self.post_norm:
-            f = self.ln2(self.ffn(x, patch_resolution))
-        else:
-            f = self.ffn(x, patch_resolution, norm=self.ln2)
-        if self.layer_scale:
-            f = self.gamma2 * f
-        return x + self.drop_path(f)
+            a = mixer(x, patch_resolution, norm=norm)
+        if gamma is not None:
+            a = gamma * a
+        return x + self.drop_path(a)
 
     def forward(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> torch.Tensor:
         """``x [B, T, C]`` on the grid ``patch_resolution = (H, W)`` -> ``[B, T, C]``."""

@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from mmvrwkv.ops.token_shift.torch import head_size_of
+from mmvrwkv.ops.token_shift import head_size_of
 from .block import Block
 from .channel_mix import ChannelMix
 from .spatial_mix6 import SpatialMix6, check_v6_init_mode, split_cls_token

@@ -1,38 +1,35 @@
 """Channel mixer of Vision-RWKV (the FFN replacement)."""
+from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from .init_modes import check_init_mode, fancy_token_mix
-from .recompute import module_parameters, recompute_linear, use_recompute
-from .shift import TokenShift
+from .mixer import Mixer, receptance_gate
+from .recompute import module_parameters
 
 
-class ChannelMix(TokenShift):
+class ChannelMix(Mixer):
     """Channel mixer: token shift, squared-ReLU MLP gated by the receptance.
 
     ``out = sigmoid(receptance(xr)) * value([key_norm](relu(key(xk))^2))`` with
     ``xk, xr`` the token-shift-mixed inputs. All Linear layers are bias-free.
 
     Args:
-        embed_dims: channels C.
-        depth: number of blocks of the backbone (for the 'fancy' init).
-        layer_id: index of this block (for the 'fancy' init).
-        shift_mode: key of :data:`~mmvrwkv.models.layers.shift.SHIFT_FUNCS`.
-        channel_gamma: fraction of the channels per Q-Shift direction (<= 1/4).
-        shift_pixel: shift distance; 0 disables the token shift.
+        embed_dims, shift_mode, channel_gamma, shift_pixel: the token shift, see
+            :class:`~mmvrwkv.models.layers.shift.TokenShift`.
+        depth, layer_id: blocks of the backbone and index of this one (for the 'fancy' init).
         hidden_rate: hidden width = ``int(hidden_rate * C)``.
         init_mode: 'fancy' | 'local' | 'global' initialisation of the mix parameters.
         key_norm: LayerNorm over the hidden channels after the squared ReLU (stabilises large
             models).
         num_heads: heads of the 'q_shift_multihead' shift (VRWKV6); must divide embed_dims.
 
-    In eager training the forward keeps only what the backward needs
-    (:meth:`_forward_recompute`; ``recompute = False`` turns that off, e.g. to compare).
+    Memory: see :class:`~mmvrwkv.models.layers.mixer.Mixer` (in training the backward keeps
+    x, the key projection and the two gate inputs; the norm, the mixed inputs and the squared
+    ReLU are recomputed; without autograd the peak is the hidden activation, 4 C per token).
     """
-
-    recompute: bool = True
 
     def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
                  channel_gamma: float = 0.25, shift_pixel: int = 1, hidden_rate: float = 4,
@@ -72,41 +69,23 @@ class ChannelMix(TokenShift):
 
     def forward(self, x: torch.Tensor, patch_resolution: Sequence[int],
                 norm: Optional[nn.Module] = None) -> torch.Tensor:
-        """Mix channels of tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``.
+        """Mix channels of tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``;
+        ``norm`` (a pre-norm block's LayerNorm) is applied to ``x`` first."""
+        stages = self.stages(x)
+        k, r = self.project_mixed(stages, x, patch_resolution, norm, (self.key, self.receptance))
+        v = stages(partial(self._activation, inplace=stages.inplace), (k, ), (self.value, ),
+                   params=module_parameters(self.key_norm))[0]
+        return receptance_gate(r, v, stages.inplace)
 
-        ``norm``: normalise ``x`` first (pre-norm blocks); inside the mixer the normalised
-        tokens need not be kept (training) or can be freed early (inference).
-        """
-        if self.recompute and use_recompute(x, self.key.weight):
-            return self._forward_recompute(x, patch_resolution, norm)
-        xk, xr = self.mix(x if norm is None else norm(x), patch_resolution)
-        if torch.is_grad_enabled():
-            return torch.sigmoid(self.receptance(xr)) * self.value(self._activation(self.key(xk))[0])
-        # No autograd: overwrite the intermediates instead of allocating new ones, and drop
-        # each as soon as it is used (the peak is the hidden activation, 4 C per token).
-        h = torch.relu_(self.key(xk)).square_()
-        r = self.receptance(xr)
-        del xk, xr
+    def _activation(self, k: torch.Tensor, inplace: bool = False) -> Tuple[torch.Tensor]:
+        """``([key_norm](relu(k)^2), )``, the input of the value projection. In place it
+        stays in ``k``'s buffer (the forward still holds ``k``: a second hidden-size buffer
+        alive during the value projection would raise the peak)."""
+        h = torch.relu_(k).square_() if inplace else torch.square(torch.relu(k))
         if self.key_norm is not None:
-            h = self.key_norm(h)
-        return torch.sigmoid_(r).mul_(self.value(h))
-
-    def _activation(self, k: torch.Tensor) -> Tuple[torch.Tensor]:
-        h = torch.square(torch.relu(k))
-        return (h if self.key_norm is None else self.key_norm(h), )
-
-    def _forward_recompute(self, x: torch.Tensor, patch_resolution: Sequence[int],
-                           norm: Optional[nn.Module]) -> torch.Tensor:
-        """The training forward that keeps only x, the key projection and the two gate inputs
-        for the backward (the norm, the mixed inputs and the squared ReLU are recomputed, see
-        :mod:`~mmvrwkv.models.layers.recompute`). Same function as :meth:`forward`."""
-        k, r = recompute_linear(
-            lambda t: self.mix(t if norm is None else norm(t), patch_resolution), (x, ),
-            (self.key.weight, self.receptance.weight),
-            params=self.mix_parameters() + module_parameters(norm))
-        v = recompute_linear(self._activation, (k, ), (self.value.weight, ),
-                             params=module_parameters(self.key_norm))[0]
-        return torch.sigmoid(r) * v
+            normed = self.key_norm(h)
+            h = h.copy_(normed) if inplace else normed
+        return (h, )
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, hidden_dims={self.hidden_dims}, '

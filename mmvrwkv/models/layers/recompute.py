@@ -1,12 +1,20 @@
-"""Linear layers whose inputs are recomputed in the backward pass instead of being stored.
+"""The memory strategy of the mixers: linear stages whose inputs are recomputed in the
+backward pass instead of being stored.
 
 A ``nn.Linear`` keeps its input for the weight gradient. In the VRWKV mixers those inputs are
-cheap elementwise functions of tensors that are kept anyway (the token-shift mixes of the
-normalised tokens, the squared ReLU of the key, the receptance gate of the WKV output), so
+cheap functions of tensors that are kept anyway (the token-shift mixes of the normalised
+tokens, the squared ReLU of the key, the receptance or SiLU gate of the WKV output), so
 keeping them costs activation memory for nothing: :func:`recompute_linear` keeps the
-function's inputs instead and recomputes its outputs (one elementwise pass) in the backward.
+function's inputs instead and recomputes its outputs (one cheap pass) in the backward.
 With it a VRWKV block keeps 12 tensors of the size of its input for the backward instead of
-24 (counted with saved-tensor hooks in tests/models/test_recompute.py; a DeiT block keeps ~17).
+24, a VRWKV6 block 15 instead of 40 (counted with saved-tensor hooks in
+tests/models/test_recompute.py; a DeiT block keeps ~17).
+
+Every mixer writes its forward once, as *linear stages* ``projections[m](f(*inputs)[m])``
+around its core op, and runs them through :class:`LinearStages`, which picks per forward
+how: recomputed (eager training), plain autograd (``torch.compile``, tracing, or a mixer with
+``recompute = False``) or, without autograd, freeing each stage's inputs once it has run and
+letting ``f`` overwrite its inputs in place where that lowers the peak.
 
 Why not ``torch.utils.checkpoint`` with a selective policy (save matmul outputs, recompute the
 rest)? It gives the same memory, but its dispatch mode intercepts every op in Python: on the
@@ -14,7 +22,7 @@ rest)? It gives the same memory, but its dispatch mode intercepts every op in Py
 cent here. Under ``torch.compile`` the mixers use the plain path: AOTAutograd's partitioner
 makes the same recompute decisions itself.
 """
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -23,6 +31,8 @@ import torch.nn.functional as F
 from mmvrwkv.ops.backends import capturing_graph
 
 MakeInputs = Callable[..., Tuple[torch.Tensor, ...]]
+#: A bias-free ``nn.Linear``, or a ``[in, out]`` matrix ``P`` applied as ``z @ P``.
+Projection = Union[nn.Linear, torch.Tensor]
 
 
 def _autocast_state(device_type: str) -> tuple:
@@ -30,6 +40,17 @@ def _autocast_state(device_type: str) -> tuple:
         return device_type, False, None
     return (device_type, torch.is_autocast_enabled(device_type),
             torch.get_autocast_dtype(device_type))
+
+
+def _weight_grad(g: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``w`` in ``F.linear(z, w)`` for the output gradient ``g``, computed the
+    way autograd's matrix-product backward does for ``w``'s layout (so that the rounding is
+    the plain path's): ``g^T z`` for a row-major ``w`` (an ``nn.Linear`` weight), ``(z^T g)^T``
+    otherwise (``w = P.mT`` of a row-major matrix ``P`` used as ``z @ P``)."""
+    g2, z2 = g.reshape(-1, g.shape[-1]), z.reshape(-1, z.shape[-1]).to(g.dtype)
+    if w.stride(-1) == 1 and w.stride(0) == w.shape[1]:
+        return torch.matmul(g2.t(), z2).to(w.dtype)
+    return torch.matmul(z2.t(), g2).t().to(w.dtype)
 
 
 class _RecomputedInputLinear(torch.autograd.Function):
@@ -67,9 +88,7 @@ class _RecomputedInputLinear(torch.autograd.Function):
                     grad_ws.append(None)
                     continue
                 zd = z.detach()
-                grad_ws.append(
-                    torch.matmul(g.reshape(-1, g.shape[-1]).t(), zd.reshape(-1, zd.shape[-1])
-                                 .to(g.dtype)).to(w.dtype) if need_w else None)
+                grad_ws.append(_weight_grad(g, zd, w) if need_w else None)
                 grad_zs.append(torch.matmul(g, w.to(g.dtype)).to(z.dtype))
         wanted = [t for t, need in zip(detached + tuple(params), needs) if need]
         pairs = [(z, g) for z, g in zip(zs, grad_zs) if g is not None and z.requires_grad]
@@ -110,3 +129,47 @@ def use_recompute(*tensors: torch.Tensor) -> bool:
     if not torch.is_grad_enabled() or capturing_graph():
         return False
     return any(t.requires_grad for t in tensors)
+
+
+class LinearStages:
+    """How one mixer forward runs its linear stages (its memory strategy), chosen once per
+    forward from the autograd state:
+
+    * ``'recompute'`` (eager training, :func:`use_recompute` of ``tensors``, and the mixer's
+      ``recompute`` flag): :func:`recompute_linear`, the backward keeps the stage's inputs and
+      recomputes ``make_inputs``;
+    * ``'plain'`` (gradients wanted otherwise: ``torch.compile``, where AOTAutograd makes the
+      recompute decisions itself, tracing, or ``recompute = False``): the projections on
+      ``make_inputs``'s outputs under plain autograd;
+    * ``'inplace'`` (no autograd): the same, and :attr:`inplace` tells the mixer's functions
+      that they may overwrite their inputs instead of allocating new tensors.
+
+    Args:
+        recompute: whether the mixer allows the recompute path.
+        tensors: the mixer's input and a weight (whether a gradient is wanted).
+    """
+
+    def __init__(self, recompute: bool, *tensors: torch.Tensor) -> None:
+        if recompute and use_recompute(*tensors):
+            self.mode = 'recompute'
+        else:
+            self.mode = 'plain' if torch.is_grad_enabled() else 'inplace'
+
+    @property
+    def inplace(self) -> bool:
+        """Whether the stage functions may overwrite their inputs (no autograd)."""
+        return self.mode == 'inplace'
+
+    def __call__(self, make_inputs: MakeInputs, inputs: Sequence[torch.Tensor],
+                 projections: Sequence[Projection],
+                 params: Sequence[torch.Tensor] = ()) -> Tuple[torch.Tensor, ...]:
+        """``tuple(p(z) for p, z in zip(projections, make_inputs(*inputs)))``, a projection
+        being a bias-free ``nn.Linear`` or a ``[in, out]`` matrix ``P`` (``z @ P``).
+
+        ``make_inputs`` and ``params`` as for :func:`recompute_linear`.
+        """
+        if self.mode == 'recompute':
+            weights = [p.weight if isinstance(p, nn.Linear) else p.mT for p in projections]
+            return recompute_linear(make_inputs, inputs, weights, params=params)
+        return tuple(p(z) if isinstance(p, nn.Linear) else z @ p
+                     for p, z in zip(projections, make_inputs(*inputs)))

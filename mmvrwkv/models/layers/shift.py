@@ -16,36 +16,20 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmvrwkv.ops.token_shift import (SHIFT_FUNCS, no_shift, q_shift, q_shift_multihead,
-                                     resolve_backend, token_shift, token_shift_mix)
-from mmvrwkv.ops.token_shift.torch import head_size_of
+from mmvrwkv.ops.token_shift import (SHIFT_FUNCS, check_shift_config, head_size_of, no_shift,
+                                     q_shift, q_shift_multihead, resolve_backend,
+                                     shift_function, token_shift, token_shift_mix)
 
 ShiftFn = Callable[..., torch.Tensor]
 
-__all__ = ['SHIFT_FUNCS', 'ShiftFn', 'TokenShift', 'get_shift_fn', 'check_shift_args',
+__all__ = ['SHIFT_FUNCS', 'ShiftFn', 'TokenShift', 'get_shift_fn',
            'q_shift', 'q_shift_multihead', 'token_shift', 'no_shift']
 
 
 def get_shift_fn(shift_mode: str) -> ShiftFn:
-    """Return the shift function called ``shift_mode`` (a key of :data:`SHIFT_FUNCS`).
-
-    Raises:
-        ValueError: for an unknown name, listing the valid ones.
-    """
-    try:
-        return SHIFT_FUNCS[shift_mode]
-    except (KeyError, TypeError):
-        raise ValueError(f'shift_mode must be one of {sorted(SHIFT_FUNCS)}, '
-                         f'got {shift_mode!r}') from None
-
-
-def check_shift_args(shift_pixel: int, channel_gamma: float) -> None:
-    """Validate the token-shift arguments (ValueError naming the argument)."""
-    if isinstance(shift_pixel, bool) or not isinstance(shift_pixel, int) or shift_pixel < 0:
-        raise ValueError(f'shift_pixel must be an int >= 0, got {shift_pixel!r}')
-    if not isinstance(channel_gamma, (int, float)) or not 0 < channel_gamma <= 0.25:
-        raise ValueError(f'channel_gamma must be in (0, 1/4] (one share per shift direction), '
-                         f'got {channel_gamma!r}')
+    """The shift function called ``shift_mode`` (a key of :data:`SHIFT_FUNCS`); the op's
+    ValueError listing the valid names otherwise."""
+    return shift_function(shift_mode, 'TokenShift')
 
 
 class TokenShift(nn.Module):
@@ -80,7 +64,7 @@ class TokenShift(nn.Module):
                  shift_pixel: int = 1, channel_gamma: float = 0.25, num_heads: int = 1,
                  fused: Optional[bool] = None) -> None:
         super().__init__()
-        check_shift_args(shift_pixel, channel_gamma)
+        check_shift_config(shift_mode, shift_pixel, channel_gamma, fn='TokenShift')
         head_size_of(embed_dims, num_heads, 'TokenShift (embed_dims)')
         if fused not in (None, True, False):
             raise ValueError(f'fused must be None, True or False, got {fused!r}')

@@ -1,4 +1,5 @@
 """Spatial mixer of Vision-RWKV (the attention replacement)."""
+from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -6,8 +7,8 @@ import torch.nn as nn
 
 from mmvrwkv.ops import BACKENDS, bi_wkv
 from .init_modes import check_init_mode, fancy_decay_and_first, fancy_token_mix
-from .recompute import module_parameters, recompute_linear, use_recompute
-from .shift import TokenShift
+from .mixer import Mixer, receptance_gate
+from .recompute import module_parameters
 
 #: Valid values of ``attn_direction``.
 ATTN_DIRECTIONS = ('bi', 'uni')
@@ -21,7 +22,7 @@ def check_attn_direction(attn_direction: str) -> str:
     return attn_direction
 
 
-class SpatialMix(TokenShift):
+class SpatialMix(Mixer):
     """Token mixer of Vision-RWKV: token shift, then Bi-WKV attention gated by the receptance.
 
     ``out = output(sigmoid(r) * [key_norm](BiWKV(w, u, k, v)))`` with ``k, v, r`` the key,
@@ -31,23 +32,18 @@ class SpatialMix(TokenShift):
     resolution). All Linear layers are bias-free.
 
     Args:
-        embed_dims: channels C.
-        depth: number of blocks of the backbone (for the 'fancy' init).
-        layer_id: index of this block (for the 'fancy' init).
-        shift_mode: key of :data:`~mmvrwkv.models.layers.shift.SHIFT_FUNCS`.
-        channel_gamma: fraction of the channels per Q-Shift direction (<= 1/4).
-        shift_pixel: shift distance; 0 disables the token shift.
+        embed_dims, shift_mode, channel_gamma, shift_pixel: the token shift, see
+            :class:`~mmvrwkv.models.layers.shift.TokenShift`.
+        depth, layer_id: blocks of the backbone and index of this one (for the 'fancy' init).
         init_mode: 'fancy' | 'local' | 'global' initialisation of decay/bonus/mix parameters.
         key_norm: LayerNorm on the WKV output before the receptance gate.
         attn_direction: 'bi' (Bi-WKV, all tokens) or 'uni' (causal, tokens before t only;
             an ablation of the paper).
         wkv_backend: backend argument of :func:`mmvrwkv.ops.bi_wkv`.
 
-    In eager training the forward keeps only what the backward needs
-    (:meth:`_forward_recompute`; ``recompute = False`` turns that off, e.g. to compare).
+    Memory: see :class:`~mmvrwkv.models.layers.mixer.Mixer` (in training the backward keeps
+    x, k, v, r and the WKV output; the norm, the mixed inputs and the gate are recomputed).
     """
-
-    recompute: bool = True
 
     def __init__(self, embed_dims: int, depth: int, layer_id: int, shift_mode: str = 'q_shift',
                  channel_gamma: float = 0.25, shift_pixel: int = 1, init_mode: str = 'fancy',
@@ -105,54 +101,23 @@ class SpatialMix(TokenShift):
 
     def forward(self, x: torch.Tensor, patch_resolution: Sequence[int],
                 norm: Optional[nn.Module] = None) -> torch.Tensor:
-        """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``.
-
-        ``norm``: normalise ``x`` first (pre-norm blocks); inside the mixer the normalised
-        tokens need not be kept (training) or can be freed early (inference).
-        """
-        if self.recompute and use_recompute(x, self.key.weight):
-            return self._forward_recompute(x, patch_resolution, norm)
-        xk, xv, xr = self.mix(x if norm is None else norm(x), patch_resolution)
-        k = self.key(xk)
-        v = self.value(xv)
-        r = self.receptance(xr)
-        del xk, xv, xr
-        wkv = self._wkv(k, v)
-        if torch.is_grad_enabled():
-            return self.output(self._gate(r, wkv)[0])
-        # No autograd: overwrite the intermediates instead of allocating new ones.
-        if self.key_norm is not None:
-            wkv = self.key_norm(wkv)
-        return self.output(torch.sigmoid_(r).mul_(wkv))
-
-    def _wkv(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)``; ``norm`` (a
+        pre-norm block's LayerNorm) is applied to ``x`` first."""
+        stages = self.stages(x)
+        k, v, r = self.project_mixed(stages, x, patch_resolution, norm,
+                                     (self.key, self.value, self.receptance))
         T = k.shape[1]
-        return bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
-                      backend=self.wkv_backend, causal=self.attn_direction == 'uni')
+        wkv = bi_wkv(self.spatial_decay / T, self.spatial_first / T, k, v,
+                     backend=self.wkv_backend, causal=self.attn_direction == 'uni')
+        return stages(partial(self._gate, inplace=stages.inplace), (r, wkv), (self.output, ),
+                      params=module_parameters(self.key_norm))[0]
 
-    def _gate(self, r: torch.Tensor, wkv: torch.Tensor) -> Tuple[torch.Tensor]:
+    def _gate(self, r: torch.Tensor, wkv: torch.Tensor,
+              inplace: bool = False) -> Tuple[torch.Tensor]:
+        """``(sigmoid(r) * [key_norm](wkv), )``, the input of the output projection."""
         if self.key_norm is not None:
             wkv = self.key_norm(wkv)
-        return (torch.sigmoid(r) * wkv, )
-
-    def _forward_recompute(self, x: torch.Tensor, patch_resolution: Sequence[int],
-                           norm: Optional[nn.Module]) -> torch.Tensor:
-        """The training forward that keeps only x, k, v, r and the WKV output for the backward
-        (the norm, the mixed inputs and the gated WKV output are recomputed, see
-        :mod:`~mmvrwkv.models.layers.recompute`). Same function as :meth:`forward`."""
-        k, v, r = recompute_linear(
-            lambda t: self.mix(t if norm is None else norm(t), patch_resolution), (x, ),
-            (self.key.weight, self.value.weight, self.receptance.weight),
-            params=self.mix_parameters() + module_parameters(norm))
-        wkv = self._wkv(k, v)
-        return recompute_linear(self._gate, (r, wkv), (self.output.weight, ),
-                                params=module_parameters(self.key_norm))[0]
-
-    def bi_wkv_call(self, x: torch.Tensor, *args) -> Tuple[int, int, int, bool]:
-        """``(B, T, C, causal)`` of the Bi-WKV call that ``forward(x, ...)`` makes (FLOP
-        counting hooks this, see :mod:`mmvrwkv.ops.flops`)."""
-        B, T = int(x.shape[0]), int(x.shape[1])
-        return B, T, self.embed_dims, self.attn_direction == 'uni'
+        return (receptance_gate(r, wkv, inplace), )
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, layer_id={self.layer_id}, '

@@ -5,10 +5,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmvrwkv.ops import bi_wkv6
-from mmvrwkv.ops.bi_wkv6 import BACKENDS as WKV6_BACKENDS
+from mmvrwkv.ops import BACKENDS, bi_wkv6
 from .init_modes import fancy_decay_and_bonus_v6, fancy_token_mix
-from .shift import TokenShift
+from .mixer import Mixer
+from .recompute import module_parameters
 
 #: Names of the five data-dependent token mixes, in the order of ``time_maa_w2``.
 MIX_BRANCHES = ('w', 'k', 'v', 'r', 'g')
@@ -39,7 +39,7 @@ def split_cls_token(x: torch.Tensor, patch_resolution: Sequence[int]
     return x, None
 
 
-class SpatialMix6(TokenShift):
+class SpatialMix6(Mixer):
     """Token mixer of VRWKV6: multi-head Q-Shift, LoRA token mixing, data-dependent decay,
     bidirectional WKV6, per-head GroupNorm and a SiLU gate.
 
@@ -66,6 +66,11 @@ class SpatialMix6(TokenShift):
         init_mode: 'fancy' (the only init of the original).
         key_norm: LayerNorm on the WKV6 output before ``ln_x``.
         wkv_backend: backend argument of :func:`mmvrwkv.ops.bi_wkv6`.
+
+    Memory: see :class:`~mmvrwkv.models.layers.mixer.Mixer`; :meth:`mix` is the
+    data-dependent token mix (in training the backward keeps x, r, k, v, the gate and LoRA
+    projections and the WKV6 output; the norm, the token mix, ``ln_x`` and the gate are
+    recomputed).
     """
 
     def __init__(self, embed_dims: int, depth: int, layer_id: int, num_heads: int,
@@ -74,8 +79,8 @@ class SpatialMix6(TokenShift):
                  wkv_backend: str = 'auto') -> None:
         # (TokenShift checks num_heads against embed_dims)
         super().__init__(embed_dims, (), shift_mode, shift_pixel, num_heads=num_heads)
-        if wkv_backend not in WKV6_BACKENDS:
-            raise ValueError(f'wkv_backend must be one of {WKV6_BACKENDS}, got {wkv_backend!r}')
+        if wkv_backend not in BACKENDS:
+            raise ValueError(f'wkv_backend must be one of {BACKENDS}, got {wkv_backend!r}')
         self.embed_dims = C = embed_dims
         self.depth = depth
         self.layer_id = layer_id
@@ -137,32 +142,42 @@ class SpatialMix6(TokenShift):
         return tuple(x + xx * (getattr(self, f'time_maa_{name}') + m)
                      for name, m in zip(MIX_BRANCHES, lora.unbind(0)))
 
+    def mix(self, x: torch.Tensor, patch_resolution: Sequence[int]) -> Tuple[torch.Tensor, ...]:
+        """The mixer's inputs from the tokens, :meth:`token_mix` in the order of the forward's
+        projections: ``(x_w, x_g, x_v, x_k, x_r)``."""
+        xw, xk, xv, xr, xg = self.token_mix(x, patch_resolution)
+        return xw, xg, xv, xk, xr
+
+    def mix_parameters(self) -> Tuple[nn.Parameter, ...]:
+        """The parameters :meth:`token_mix` reads."""
+        return tuple(getattr(self, f'time_maa_{name}') for name in ('x', ) + MIX_BRANCHES) \
+            + (self.time_maa_w1, self.time_maa_w2)
+
     def forward(self, x: torch.Tensor, patch_resolution: Sequence[int],
                 norm: Optional[nn.Module] = None) -> torch.Tensor:
         """Mix tokens ``x [B, T, C]`` on the grid ``patch_resolution = (H, W)`` (T = H * W,
         or H * W + 1 with a class token at the end); ``norm`` (a pre-norm block's LayerNorm)
         is applied to ``x`` first."""
-        if norm is not None:
-            x = norm(x)
-        B, T, C = x.shape
-        xw, xk, xv, xr, xg = self.token_mix(x, patch_resolution)
-        r = self.receptance(xr)
-        k = self.key(xk)
-        v = self.value(xv)
-        g = F.silu(self.gate(xg))
-        w = self.time_decay + torch.tanh(xw @ self.time_decay_w1) @ self.time_decay_w2
+        stages = self.stages(x)
+        # (without a shift the five inputs are one tensor: in this order the training path
+        # sums its five gradients as plain autograd did before the recompute path existed)
+        w, g, v, k, r = self.project_mixed(
+            stages, x, patch_resolution, norm,
+            (self.time_decay_w1, self.gate, self.value, self.key, self.receptance))
+        w = self.time_decay + torch.tanh(w) @ self.time_decay_w2
         # w (decay logits) and u keep their dtype: the op forms the decays in fp32
         y = bi_wkv6(r, k, v, w, self.time_faaaa, backend=self.wkv_backend)
+        return stages(self._gate, (y, g), (self.output, ),
+                      params=module_parameters(self.key_norm) + module_parameters(self.ln_x))[0]
+
+    def _gate(self, y: torch.Tensor, g: torch.Tensor) -> Tuple[torch.Tensor]:
+        """``(ln_x([key_norm](y)) * silu(g), )``, the input of the output projection. (No
+        in-place variant: without autograd the peak is the token mix, not this stage.)"""
+        B, T, C = y.shape
         if self.key_norm is not None:
             y = self.key_norm(y)
         y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)
-        return self.output(y * g)
-
-    def bi_wkv6_call(self, x: torch.Tensor, *args) -> Tuple[int, int, int, int]:
-        """``(B, T, C, head_size)`` of the WKV6 call that ``forward(x, ...)`` makes, the
-        arguments of :func:`mmvrwkv.ops.bi_wkv6_flops` (``tools/analysis/get_flops.py``
-        hooks this)."""
-        return int(x.shape[0]), int(x.shape[1]), self.embed_dims, self.head_size
+        return (y * F.silu(g), )
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

@@ -1,41 +1,38 @@
 """Public Bi-WKV op: input checks and backend choice.
 
 Backends compute the same function, the formula of :mod:`.reference` (derivations:
-``kernels/README.md``):
+``README.md`` beside this file):
 
 * ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16 in and out with fp32 math; fp64 in fp64);
 * ``'cpu'``: compiled CPU kernel (SIMD over channels, torch's thread pool);
-* ``'torch'``: portable O(T) pure PyTorch (tracing, ONNX export, FLOP counting, no extension);
+* ``'torch'``: portable O(T) pure PyTorch, :mod:`.portable` (tracing, ONNX export, no
+  extension);
 * ``'reference'``: O(T^2) float64 summation (tests only; returns k's dtype here).
 
 ``'auto'`` picks the compiled kernel for the tensors' device when it is built, and ``'torch'``
 while tracing/scripting/exporting or without the extension. Under ``torch.compile`` the
 compiled kernels are seen as the custom op ``torch.ops.mmvrwkv.bi_wkv_forward`` (with a fake
-implementation), so no graph break is needed.
+implementation, :mod:`.compiled`), so no graph break is needed. Inside
+:func:`mmvrwkv.ops.flops.counting` a call is one node counted by :func:`.flops.bi_wkv_flops`.
 """
 from typing import Optional
 
 import torch
 
-from .._ext import cuda_max_chunk_len, ext_available
-from ..backends import BACKENDS, check_float_tensors, resolve_backend
-from ..backends import available_backends as _available_backends
+from ..backends import check_float_tensors, resolve_backend
+from ..flops import counting_active
+from .compiled import cuda_max_chunk_len
+from .flops import BI_WKV_FLOPS_PER_ELEMENT, bi_wkv_counted, bi_wkv_flops
+from .portable import bi_wkv_torch, check_range
 from .reference import bi_wkv_reference
-from .torch import bi_wkv_torch, check_range
 
-# Importing the submodule .torch bound the package attribute (= this module's global) `torch`
-# to it: bind the name back to the torch package.
-import torch  # noqa: E402,F811
+__all__ = ['bi_wkv', 'bi_wkv_torch', 'bi_wkv_reference', 'bi_wkv_flops',
+           'BI_WKV_FLOPS_PER_ELEMENT', 'DEFAULT_CHUNK_LEN']
 
 # Tokens per chunk of the compiled kernels (CUDA: at most cuda_max_chunk_len()). CPU: 32 was
-# measured best-or-close with the fast forward path (kernels/), which runs for chunks of at
+# measured best-or-close with the fast forward path (kernels/bi_wkv/core.h), which runs for chunks of at
 # most 64 tokens and whose rounding grows with the chunk length.
 DEFAULT_CHUNK_LEN = {'cuda': 16, 'cpu': 32}
-
-
-def available_backends() -> tuple:
-    """Backends of bi_wkv usable in this process, best first."""
-    return _available_backends(ext_available())
 
 
 def _check(w, u, k, v) -> None:
@@ -74,7 +71,9 @@ def bi_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *
         y ``[B, T, C]`` with k's dtype. Differentiable w.r.t. w, u, k and v.
     """
     _check(w, u, k, v)
-    name = resolve_backend('bi_wkv', backend, k.device, ext_available(), 'bi_wkv_forward')
+    name = resolve_backend('bi_wkv', backend, k.device)
+    if counting_active():
+        return bi_wkv_counted(w, u, k, v, causal)
     if name == 'torch':
         check_range(w, u, k, v)
         return bi_wkv_torch(w, u, k, v, causal=causal)

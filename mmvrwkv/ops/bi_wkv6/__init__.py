@@ -1,31 +1,33 @@
 """Public bidirectional WKV6 op (Vision-RWKV 6): input checks and backend choice.
 
 Backends compute the same function, the formula of :mod:`.reference` (derivations of the
-compiled kernels and their gradients: ``kernels/README.md``, section Bi-WKV6):
+scans and their gradients: ``README.md`` beside this file):
 
 * ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16/fp64 inputs, fp32 (fp64) state);
 * ``'cpu'``: compiled CPU kernel (both scans per (batch, head), custom backward);
-* ``'torch'``: portable chunked PyTorch (autograd, tracing, export, FLOP counting, no
+* ``'torch'``: portable chunked PyTorch, :mod:`.portable` (autograd, tracing, export, no
   extension); exact for every w the kernels take, i.e. all of [-inf, +inf] (fp32 ~1e-6 of
-  the output; range and sweep in :mod:`.torch`), so it needs no range check;
+  the output; range and sweep in :mod:`.portable`), so it needs no range check;
 * ``'reference'``: O(T^2) float64 summation (tests only; returns r's dtype here).
 
 ``'auto'`` picks the compiled kernel for the tensors' device when it is built, and ``'torch'``
 while tracing/scripting/exporting or without the extension. Under ``torch.compile`` the
 compiled kernels are the custom op ``torch.ops.mmvrwkv.bi_wkv6_forward`` with a fake
-implementation (:mod:`.compiled`), so ``fullgraph=True`` works.
+implementation (:mod:`.compiled`), so ``fullgraph=True`` works. Inside
+:func:`mmvrwkv.ops.flops.counting` a call is one node counted by :func:`.flops.bi_wkv6_flops`.
 """
 import torch
 
-from ..backends import BACKENDS, check_float_tensors, resolve_backend
-from ..backends import available_backends as _available_backends
-from .compiled import compiled_available
+from ..backends import check_float_tensors, resolve_backend
+from ..flops import counting_active
+from . import compiled  # noqa: F401  (registers the kernels' rules)
+from .flops import BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL, bi_wkv6_counted, bi_wkv6_flops
+from .portable import bi_wkv6_torch
 from .reference import bi_wkv6_reference
-from .torch import bi_wkv6_torch
 
-# Importing the submodule .torch bound the package attribute (= this module's global) `torch`
-# to it: bind the name back to the torch package.
-import torch  # noqa: E402,F811
+__all__ = ['bi_wkv6', 'bi_wkv6_reference', 'bi_wkv6_torch', 'bi_wkv6_flops',
+           'BI_WKV6_FLOPS_PER_ELEMENT_AND_HEAD_CHANNEL']
+
 
 def _check(r, k, v, w, u) -> None:
     check_float_tensors('bi_wkv6', r=r, k=k, v=v, w=w, u=u)
@@ -48,11 +50,6 @@ def _check(r, k, v, w, u) -> None:
                              'all inputs must be on one device')
 
 
-def available_backends() -> tuple:
-    """Backends of bi_wkv6 usable in this process, best first."""
-    return _available_backends(compiled_available())
-
-
 def bi_wkv6(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
             u: torch.Tensor, *, backend: str = 'auto') -> torch.Tensor:
     """Bidirectional WKV6 (formula in :mod:`.reference`).
@@ -71,13 +68,12 @@ def bi_wkv6(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
         y ``[B, T, C]`` with r's dtype. Differentiable w.r.t. r, k, v, w and u.
     """
     _check(r, k, v, w, u)
-    name = resolve_backend('bi_wkv6', backend, r.device, compiled_available(), 'bi_wkv6_forward')
+    name = resolve_backend('bi_wkv6', backend, r.device)
+    if counting_active():
+        return bi_wkv6_counted(r, k, v, w, u)
     if name == 'torch':
         return bi_wkv6_torch(r, k, v, w, u)
     if name == 'reference':
         return bi_wkv6_reference(r, k, v, w, u).to(r.dtype)
     return torch.ops.mmvrwkv.bi_wkv6_forward(r.contiguous(), k.contiguous(), v.contiguous(),
                                              w.contiguous(), u.contiguous())
-
-
-__all__ = ['bi_wkv6', 'bi_wkv6_reference', 'bi_wkv6_torch', 'available_backends', 'BACKENDS']

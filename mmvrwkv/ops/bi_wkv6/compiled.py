@@ -1,20 +1,12 @@
 """The compiled Bi-WKV6 kernels ``torch.ops.mmvrwkv.bi_wkv6_{forward,backward}`` (built into
-``mmvrwkv._ext`` from kernels/bi_wkv6*.{cpp,cu}): availability, and the fake-tensor and
-autograd rules that make the forward a differentiable, ``torch.compile``-able custom op."""
-
+``mmvrwkv._ext`` from kernels/bi_wkv6/): their registration with :mod:`..backends`, and the
+fake-tensor and autograd rules that make the forward a differentiable,
+``torch.compile``-able custom op."""
 import torch
 
-from ..backends import has_kernels
+from ..backends import register_compiled
 
-_HAVE_OPS = has_kernels('bi_wkv6_forward')
-
-
-def compiled_available() -> bool:
-    """True when mmvrwkv._ext is loaded and contains the bi_wkv6 kernels (CPU at least)."""
-    return _HAVE_OPS
-
-
-if _HAVE_OPS:
+if register_compiled('bi_wkv6', 'bi_wkv6_forward'):
 
     @torch.library.register_fake('mmvrwkv::bi_wkv6_forward')
     def _forward_fake(r, k, v, w, u):

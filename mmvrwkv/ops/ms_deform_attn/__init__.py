@@ -3,38 +3,32 @@
 Backends compute the same function (``reference.py`` states it; ``README.md`` here says
 which is used where and why the dense form is fast on small maps):
 
-* ``'mmcv'``: mmcv's CUDA kernel for CUDA tensors, its PyTorch function elsewhere;
+* ``'mmcv'``: mmcv's CUDA kernel for CUDA tensors, its PyTorch function elsewhere
+  (:mod:`.compiled`);
 * ``'dense'``: one dense matrix product per batch item and head (fast on the CPU, small maps);
-* ``'grid_sample'``: portable ``F.grid_sample`` path (tracing, FLOP counting, no mmcv);
+* ``'grid_sample'``: portable ``F.grid_sample`` path (tracing, FLOP counting, no mmcv;
+  what FLOP counting sees: :mod:`.flops`);
 * ``'reference'``: float64 definition (tests only).
 """
 import contextlib
-import functools
 from typing import Optional, Sequence, Tuple
 
 import torch
 
+from .compiled import mmcv_functions, ms_deform_attn_mmcv
 from .dense import ms_deform_attn_dense
+from .flops import ms_deform_attn_flops
 from .grid_sample import ms_deform_attn_grid_sample
 from .reference import ms_deform_attn_reference
 
-BACKENDS = ('auto', 'dense', 'grid_sample', 'mmcv', 'reference')
+#: The backends of this op (not those of the compiled ops, :data:`mmvrwkv.ops.BACKENDS`: its
+#: compiled kernel is mmcv's).
+MSDA_BACKENDS = ('auto', 'dense', 'grid_sample', 'mmcv', 'reference')
 #: Default of ``dense_max_elements``: the largest dense matrix (``B * nH * Q * S`` entries)
 #: for which ``'auto'`` takes the dense form on the CPU (measurement in README.md).
 DENSE_MAX_ELEMENTS = 1 << 22
 
 Shape2d = Tuple[int, int]
-
-
-@functools.lru_cache(maxsize=None)
-def _mmcv_functions():
-    """mmcv's (CUDA autograd function, PyTorch function), or None without mmcv."""
-    try:
-        from mmcv.ops.multi_scale_deform_attn import (MultiScaleDeformableAttnFunction,
-                                                      multi_scale_deformable_attn_pytorch)
-    except ImportError:
-        return None
-    return MultiScaleDeformableAttnFunction, multi_scale_deformable_attn_pytorch
 
 
 def choose_backend(device_type: str, dense_elements: int,
@@ -44,14 +38,7 @@ def choose_backend(device_type: str, dense_elements: int,
         return 'grid_sample'
     if device_type == 'cpu' and 0 < dense_elements <= dense_max_elements:
         return 'dense'
-    return 'mmcv' if _mmcv_functions() is not None else 'grid_sample'
-
-
-def _largest_divisor_upto(n: int, cap: int) -> int:
-    step = max(1, min(n, cap))
-    while n % step:
-        step -= 1
-    return step
+    return 'mmcv' if mmcv_functions() is not None else 'grid_sample'
 
 
 def ms_deform_attn(value: torch.Tensor, shapes: Sequence[Shape2d],
@@ -78,8 +65,9 @@ def ms_deform_attn(value: torch.Tensor, shapes: Sequence[Shape2d],
         ``[B, Q, nH*D]`` in ``value``'s dtype. Half/bfloat16 inputs are sampled in float32
         with autocast off (mmcv's kernel has no half path, and locations need float32).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f'ms_deform_attn: backend must be one of {BACKENDS}, got {backend!r}')
+    if backend not in MSDA_BACKENDS:
+        raise ValueError(f'ms_deform_attn: backend must be one of {MSDA_BACKENDS}, '
+                         f'got {backend!r}')
     if value.dim() != 4:
         raise ValueError(f'ms_deform_attn: value must be [B, S, nH, D], got '
                          f'{tuple(value.shape)}')
@@ -107,29 +95,11 @@ def ms_deform_attn(value: torch.Tensor, shapes: Sequence[Shape2d],
             out = ms_deform_attn_grid_sample(value, shapes, sampling_locations,
                                              attention_weights)
         else:
-            out = _run_mmcv(value, shapes, sampling_locations, attention_weights,
-                            spatial_shapes, level_start_index, im2col_step)
+            out = ms_deform_attn_mmcv(value, shapes, sampling_locations, attention_weights,
+                                      spatial_shapes, level_start_index, im2col_step)
     return out.to(dtype)
 
 
-def _run_mmcv(value, shapes, sampling_locations, attention_weights, spatial_shapes,
-              level_start_index, im2col_step):
-    functions = _mmcv_functions()
-    if functions is None:
-        raise RuntimeError("ms_deform_attn: backend 'mmcv' needs mmcv (mmcv.ops), which is "
-                           "not installed; use backend 'auto' or 'grid_sample'")
-    device = value.device
-    if spatial_shapes is None:
-        spatial_shapes = torch.tensor(list(shapes), dtype=torch.long, device=device)
-    if value.is_cuda:
-        if level_start_index is None:
-            sizes = spatial_shapes.prod(1)
-            level_start_index = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
-        step = _largest_divisor_upto(value.shape[0], im2col_step)
-        return functions[0].apply(value, spatial_shapes, level_start_index,
-                                  sampling_locations, attention_weights, step)
-    return functions[1](value, spatial_shapes, sampling_locations, attention_weights)
-
-
-__all__ = ['BACKENDS', 'DENSE_MAX_ELEMENTS', 'choose_backend', 'ms_deform_attn',
-           'ms_deform_attn_dense', 'ms_deform_attn_grid_sample', 'ms_deform_attn_reference']
+__all__ = ['MSDA_BACKENDS', 'DENSE_MAX_ELEMENTS', 'choose_backend', 'ms_deform_attn',
+           'ms_deform_attn_dense', 'ms_deform_attn_grid_sample', 'ms_deform_attn_mmcv',
+           'ms_deform_attn_reference', 'ms_deform_attn_flops']

@@ -2,11 +2,11 @@
 
 :func:`token_shift_mix` returns, for tokens ``x [B, T, C]`` and the stacked mix coefficients
 ``mix [M, C]`` of a mixer's M inputs, ``out[m] = torch.lerp(shift(x), x, mix[m])`` as one
-``[M, B, T, C]`` tensor (derivation and memory strategy: ``kernels/README.md``). Backends:
+``[M, B, T, C]`` tensor (derivation: ``README.md`` beside this file). Backends:
 
 * ``'cuda'``: compiled CUDA kernel (fp32/fp16/bf16 in and out with fp32 math; fp64 in fp64);
 * ``'cpu'``: compiled CPU kernel (torch's thread pool over token blocks, SIMD over channels);
-* ``'torch'``: the shift function of :mod:`.torch` and one lerp (tracing, ONNX export, no
+* ``'torch'``: the shift function of :mod:`.portable` and one lerp (tracing, ONNX export, no
   extension); exactly what the unfused modules compute;
 * ``'reference'``: an explicit float64 gather (tests only; returns x's dtype here).
 
@@ -16,34 +16,49 @@ rule :class:`~mmvrwkv.models.layers.TokenShift` also follows). Under ``torch.com
 kernels are the custom op ``torch.ops.mmvrwkv.token_shift_mix_forward`` with fake and
 autograd rules (:mod:`.compiled`), so there is no graph break.
 """
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from .. import backends
-from ..backends import BACKENDS
-from .compiled import compiled_available
+from . import compiled  # noqa: F401  (registers the kernels' rules)
+from .portable import (SHIFT_FUNCS, grid_of, head_size_of, no_shift, q_shift, q_shift_multihead,
+                       quarter_split, token_shift, token_shift_mix_torch)
 from .reference import token_shift_mix_reference
-from .torch import (SHIFT_FUNCS, grid_of, head_size_of, no_shift, q_shift, q_shift_multihead,
-                    quarter_split, token_shift, token_shift_mix_torch)
-
-# Importing the submodule .torch bound the package attribute (= this module's global) `torch`
-# to it: bind the name back to the torch package.
-import torch  # noqa: E402,F811
 
 __all__ = ['SHIFT_FUNCS', 'q_shift', 'q_shift_multihead', 'token_shift', 'no_shift',
            'token_shift_mix', 'token_shift_mix_torch', 'token_shift_mix_reference',
-           'TOKEN_SHIFT_BACKENDS', 'resolve_backend', 'compiled_available']
+           'resolve_backend', 'shift_function', 'check_shift_config', 'head_size_of',
+           'quarter_split', 'grid_of']
 
-TOKEN_SHIFT_BACKENDS = BACKENDS
 _FN = 'token_shift_mix'
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The backend :func:`token_shift_mix` runs for ``backend`` on ``device``
-    (:func:`mmvrwkv.ops.backends.resolve_backend` with this op's kernels)."""
-    return backends.resolve_backend(_FN, backend, device, compiled_available(),
-                                    'token_shift_mix_forward')
+    (:func:`mmvrwkv.ops.backends.resolve_backend` for this op)."""
+    return backends.resolve_backend(_FN, backend, device)
+
+
+def shift_function(shift_mode: str, fn: str = _FN) -> Callable[..., torch.Tensor]:
+    """The shift function called ``shift_mode`` (a key of :data:`SHIFT_FUNCS`, never looked
+    up with ``eval``); ValueError listing the valid names (message prefixed by ``fn``)."""
+    if not isinstance(shift_mode, str) or shift_mode not in SHIFT_FUNCS:
+        raise ValueError(f'{fn}: shift_mode must be one of {sorted(SHIFT_FUNCS)}, '
+                         f'got {shift_mode!r}')
+    return SHIFT_FUNCS[shift_mode]
+
+
+def check_shift_config(shift_mode: str, shift_pixel: int, channel_gamma: float,
+                       fn: str = _FN) -> None:
+    """ValueError naming the argument (message prefixed by ``fn``) unless ``shift_mode`` is a
+    key of :data:`SHIFT_FUNCS`, ``shift_pixel`` an int >= 0 and ``channel_gamma`` in (0, 1/4]."""
+    shift_function(shift_mode, fn)
+    if isinstance(shift_pixel, bool) or not isinstance(shift_pixel, int) or shift_pixel < 0:
+        raise ValueError(f'{fn}: shift_pixel must be an int >= 0, got {shift_pixel!r}')
+    if not isinstance(channel_gamma, (int, float)) or not 0 < channel_gamma <= 0.25:
+        raise ValueError(f'{fn}: channel_gamma must be in (0, 1/4] (one share per shift '
+                         f'direction), got {channel_gamma!r}')
 
 
 def _check(x, mix, patch_resolution, shift_mode, shift_pixel, channel_gamma, num_heads) -> None:
@@ -57,13 +72,7 @@ def _check(x, mix, patch_resolution, shift_mode, shift_pixel, channel_gamma, num
         raise TypeError(f'{_FN}: mix must have the dtype of x ({x.dtype}), got {mix.dtype}')
     if mix.device != x.device:
         raise ValueError(f'{_FN}: mix is on {mix.device} but x is on {x.device}')
-    if shift_mode not in SHIFT_FUNCS:
-        raise ValueError(f'{_FN}: shift_mode must be one of {sorted(SHIFT_FUNCS)}, '
-                         f'got {shift_mode!r}')
-    if isinstance(shift_pixel, bool) or not isinstance(shift_pixel, int) or shift_pixel < 0:
-        raise ValueError(f'{_FN}: shift_pixel must be an int >= 0, got {shift_pixel!r}')
-    if not isinstance(channel_gamma, (int, float)) or not 0 < channel_gamma <= 0.25:
-        raise ValueError(f'{_FN}: channel_gamma must be in (0, 1/4], got {channel_gamma!r}')
+    check_shift_config(shift_mode, shift_pixel, channel_gamma)
     if shift_mode == 'q_shift_multihead':
         head_size_of(x.shape[2], num_heads, _FN)
     if shift_mode.startswith('q_shift'):
@@ -86,12 +95,12 @@ def token_shift_mix(x: torch.Tensor, mix: torch.Tensor, *,
         shift_pixel: shift distance (0: no shift; at least the grid size: all zeros).
         channel_gamma: fraction of the channels per Q-Shift direction (<= 1/4).
         num_heads: heads of ``'q_shift_multihead'`` (must divide C); ignored otherwise.
-        backend: one of :data:`TOKEN_SHIFT_BACKENDS`.
+        backend: one of :data:`mmvrwkv.ops.BACKENDS`.
 
     Returns:
         ``[M, B, T, C]`` with x's dtype, ``out[m] = torch.lerp(shift(x), x, mix[m])``;
         differentiable w.r.t. x and mix. Exact to the lerp's rounding while
-        ``max|x| <= finfo.max / 2`` (range: :func:`.torch.token_shift_mix_torch`).
+        ``max|x| <= finfo.max / 2`` (range: :func:`.portable.token_shift_mix_torch`).
     """
     _check(x, mix, patch_resolution, shift_mode, shift_pixel, channel_gamma, num_heads)
     name = resolve_backend(backend, x.device)

@@ -1,21 +1,16 @@
 """Autograd and fake-tensor rules of the compiled shift-and-mix ops
 ``torch.ops.mmvrwkv.token_shift_mix_forward`` / ``token_shift_mix_backward``
-(kernels/token_shift.cpp), registered when the loaded extension has them.
+(kernels/token_shift/), registered with :mod:`..backends` and given their rules when the loaded
+extension has them.
 
 Memory: the forward saves only ``x`` and ``mix``; the backward recomputes the shifted tokens
 it needs inside the kernel, so no [B, T, C] intermediate outlives the forward.
 """
 import torch
 
-from ..backends import has_kernels
+from ..backends import register_compiled
 
-
-def compiled_available() -> bool:
-    """True when mmvrwkv._ext is loaded and was built with the token-shift kernels."""
-    return has_kernels('token_shift_mix_forward')
-
-
-if compiled_available():
+if register_compiled('token_shift_mix', 'token_shift_mix_forward'):
 
     @torch.library.register_fake('mmvrwkv::token_shift_mix_forward')
     def _forward_fake(x, mix, H, W, shift_mode, shift_pixel, head_size, quarter):

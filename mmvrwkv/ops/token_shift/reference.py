@@ -9,7 +9,7 @@ from typing import Sequence
 
 import torch
 
-from .torch import quarter_split
+from .portable import quarter_split
 
 #: Source offsets (rows, columns) of the four Q-Shift channel groups, then "unchanged".
 QUAD_OFFSETS = ((0, -1), (0, 1), (-1, 0), (1, 0), (0, 0))
