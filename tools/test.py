@@ -21,7 +21,7 @@ import argparse
 import json
 import os.path as osp
 
-from mmvrwkv.apis import config_task, display_scale
+from mmvrwkv.apis import backbone_img_size, config_task, display_scale
 from mmvrwkv.apis.launch import (add_launch_args, load_config, parse_launch_args,
                                  prepare_launch)
 
@@ -57,8 +57,8 @@ def enable_show_dir(cfg, show_dir: str, interval: int = 1) -> None:
                          f"default_hooks.visualization=dict(type='{hook_type}')")
     hook['interval'] = interval
     if task == 'cls':  # mmpretrain draws the network input: upscale small ones (the digits)
-        side = cfg.model.get('backbone', {}).get('img_size', None)
-        if isinstance(side, int) and display_scale(side, side) > 1:
+        side = backbone_img_size(cfg)
+        if side is not None and display_scale(side, side) > 1:
             hook['rescale_factor'] = display_scale(side, side)
         hook.update(enable=True, out_dir=show_dir)
     elif task == 'det':

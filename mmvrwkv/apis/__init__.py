@@ -9,8 +9,9 @@ distributed (also CPU) set-up before mmengine's Runner."""
 from mmvrwkv.engine.checkpoint.upstream import allow_partial_loading
 from .model_hub import (classification_metafiles, convert_official, load_official_checkpoint,
                         package_root, register_mmpretrain_models)
-from .tasks import MIN_DISPLAY_SIDE, TASK_SCOPES, config_task, display_scale
+from .tasks import (MIN_DISPLAY_SIDE, TASK_SCOPES, backbone_img_size, config_task,
+                    display_scale)
 
 __all__ = ['allow_partial_loading', 'classification_metafiles', 'convert_official',
            'load_official_checkpoint', 'package_root', 'register_mmpretrain_models',
-           'MIN_DISPLAY_SIDE', 'TASK_SCOPES', 'config_task', 'display_scale']
+           'MIN_DISPLAY_SIDE', 'TASK_SCOPES', 'backbone_img_size', 'config_task', 'display_scale']

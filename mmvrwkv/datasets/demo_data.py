@@ -87,9 +87,12 @@ def ensure_demo_data(cfg, distributed: bool = False) -> Optional[str]:
             f"the demo dataset is missing ({osp.join(out, spec['done'])} not found) and a "
             f"distributed run does not write it; make it once with\n    {shown}\n(from "
             f"the directory you train in), or run the config once without a launcher")
-    print(f'demo dataset missing at {out}; writing it: {shown}', flush=True)
+    print(f'demo dataset missing at {out}; writing it (the same as running: {shown})',
+          flush=True)
     try:
         status = CONVERTERS[spec['converter']](cmd[2:]) or 0
+    except SystemExit as e:  # argparse in the converter: its message is already on stderr
+        status = e.code if isinstance(e.code, int) else 1
     except Exception as e:  # noqa: BLE001  (any failure of the converter, as its exit status)
         raise RuntimeError(f'writing the demo dataset failed ({type(e).__name__}: {e}): '
                            f'{shown}') from e

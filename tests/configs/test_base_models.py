@@ -168,3 +168,12 @@ def test_recipes_inherit_the_bases():
         backbone = Config.fromfile(osp.join(ROOT, 'configs', recipe)).model.backbone.to_dict()
         backbone.pop('init_cfg', None)  # the recipe's pretrained checkpoint (det)
         assert backbone == Config.fromfile(path).model.backbone.to_dict(), recipe
+
+
+@pytest.mark.parametrize('former, base', [('vrwkv-tiny-p16.py', CLS),
+                                          ('mask-rcnn_vrwkv-tiny-adapter_fpn.py', DET),
+                                          ('upernet_vrwkv-tiny-adapter.py', SEG)])
+def test_former_base_names_load_the_same_config(former, base):
+    """The bases' names before the second shape pass still load, to the same config."""
+    old = Config.fromfile(osp.join(BASES, former)).to_dict()
+    assert old == Config.fromfile(base).to_dict()

@@ -84,6 +84,21 @@ def test_bad_spec_is_named(tmp_path):
         demo_data.ensure_demo_data(cfg)
 
 
+def test_converter_exit_is_an_error(tmp_path, monkeypatch, capsys):
+    """A converter that exits (argparse, sys.exit) inside the training process becomes a
+    RuntimeError naming the status and the command, not a silent exit of the run."""
+    def exits(argv):
+        raise SystemExit(2)
+    monkeypatch.setitem(demo_data.CONVERTERS, 'make_digits_imagenet.py', exits)
+    out = str(tmp_path / 'data' / 'digits')
+    cfg = Config(dict(demo_data=dict(converter='make_digits_imagenet.py', out=out,
+                                     done='meta/val.txt'),
+                      train_dataloader=dict(dataset=dict(data_root=out))))
+    with pytest.raises(RuntimeError, match=r'exit status 2\): .*make_digits_imagenet.py'):
+        demo_data.ensure_demo_data(cfg)
+    assert 'the same as running' in capsys.readouterr().out
+
+
 def test_train_py_from_an_empty_directory(tmp_path, monkeypatch, trainer, clean_env,
                                           one_thread):
     """tools/train.py with the demo config as it is, data roots untouched, started in an

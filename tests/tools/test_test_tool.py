@@ -79,3 +79,20 @@ def test_out_show_dir_and_metrics_out(task, evaluator, demo_case, tmp_path, clea
     with open(metrics_out) as f:
         written = json.load(f)
     assert written.keys() == metrics.keys() and written
+
+
+@pytest.mark.parametrize('config, rescale', [
+    ('configs/vrwkv/vrwkv-tiny_8xb128_in1k.py', 2),           # img_size from arch_zoo (224)
+    ('configs/vrwkv/vrwkv-large_in21k-pre_8xb128_in1k-384px.py', 2),  # arch 'large': 192
+    ('configs/vrwkv6/vrwkv6-small_8xb128_in1k.py', 2),         # VRWKV6's arch_zoo
+    ('configs/demo/vrwkv-tiny-p2_1xb32-15e_digits.py', 32),    # img_size=8 stated
+])
+def test_show_dir_rescale_reads_the_arch(config, rescale, evaluator, tmp_path):
+    """The picture scale of --show-dir follows the backbone's input side also when the config
+    leaves img_size to the arch (the S/B/L and ImageNet configs state only differences)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    cfg.default_hooks.visualization = dict(type='VisualizationHook')
+    evaluator.enable_show_dir(cfg, str(tmp_path))
+    assert cfg.default_hooks.visualization.get('rescale_factor') == rescale
+    assert cfg.default_hooks.visualization['out_dir'] == str(tmp_path)
